@@ -1,0 +1,47 @@
+# Two entry points on a fresh clone:
+#   make train   set up .venv, build the embedded sample dataset, train a small model, benchmark it, run the demo
+#   make test    set up .venv and run the test suite (what .ci/run runs)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAMPLE := ./sample
+SAMPLE_BIN := ./sample_BIN
+RUNS := ./output/sample
+PROFILE ?= wdsr-b-8
+SCALE ?= 2
+EPOCHS ?= 8
+STEPS ?= 100
+
+.PHONY: setup sample train test clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+$(SAMPLE_BIN)/.done: $(VENV)/.installed convert.py data.py
+	$(PY) convert.py -o $(SAMPLE) sample
+	$(PY) convert.py -i $(SAMPLE) -o $(SAMPLE_BIN) numpy
+	touch $@
+
+sample: $(SAMPLE_BIN)/.done
+
+train: sample
+	$(PY) train.py --profile $(PROFILE) --scale $(SCALE) --dataset $(SAMPLE_BIN) --outdir $(RUNS) \
+		--epochs $(EPOCHS) --steps-per-epoch $(STEPS) --validation-steps 50
+	run=$$(ls -td $(RUNS)/*/ | head -n 1); run=$${run%/}; \
+	$(PY) bench.py --dataset $(SAMPLE_BIN) -i $$run/models -o $$run/bench.json --bicubic && \
+	best=$$($(PY) -c "import json,sys; d=json.load(open(sys.argv[1])); print(max(d, key=d.get))" $$run/bench.json) && \
+	$(PY) demo.py -i $(SAMPLE)/DIV2K_valid_LR_bicubic/X$(SCALE) -o $$run/demo --model $$best --figure \
+		--hr $(SAMPLE)/DIV2K_valid_HR && \
+	echo && echo "results: run $$run" && echo "  checkpoints  $$run/models" && echo "  benchmark    $$run/bench.json" \
+		"$$run/bench.results.json" && echo "  demo images  $$run/demo" && echo "  tensorboard  $(VENV)/bin/tensorboard --logdir $$run/logs"
+
+test: setup
+	$(PY) -m pytest -n 2 tests
+
+clean:
+	rm -rf $(SAMPLE) $(SAMPLE_BIN) $(RUNS)
