@@ -1,0 +1,228 @@
+"""Inference: full-image or tiled super-resolution with optional x8 geometric self-ensemble.
+
+`super_resolve` is the one routine bench.py, demo.py and train.py's validation call.
+
+Compilation policy (measured on CPU, TF backend, see docs/demo.md):
+- full images (`tile=None`) run eagerly by default: every benchmark image has its own size, and an
+  XLA compile per shape costs far more than it saves;
+- tiles (`tile=N`) always have the shape `tile_batch x N x N x 3` (the last batch and small images are
+  padded), so with `jit=True` XLA compiles exactly once per model.
+"""
+import weakref
+
+import numpy as np
+
+# sigma^2 = LOGVAR_UNIT^2 * exp(s) in grey levels^2: the GRAM loss normalises the residual by 127.5.
+LOGVAR_UNIT = 127.5
+
+_CACHE = weakref.WeakKeyDictionary()  # model -> {"scale": int, "logvar": bool, "jit": fn}
+
+
+def _cache(model):
+    try:
+        return _CACHE.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no caching
+        return {}
+
+
+def _is_keras_model(model):
+    import keras
+
+    return isinstance(model, keras.Model)
+
+
+def _eager_call(model):
+    """Callable float32 NHWC numpy -> numpy, running the model op by op (no compilation)."""
+    if _is_keras_model(model):
+        import keras
+
+        return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+    return lambda x: np.asarray(model(x))
+
+
+def _jit_call(model):
+    """Callable numpy -> numpy through an XLA-compiled function (compiled once per input shape).
+
+    Weights are read at call time (TF captures variables, JAX gets them as arguments), so the compiled
+    function stays valid while training updates the model.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if not _is_keras_model(model) or backend not in ("tensorflow", "jax"):
+        return _eager_call(model)  # torch/numpy: eager (torch.compile is slower to warm up than it saves here)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: model(x, training=False), jit_compile=True, reduce_retracing=False)
+        return lambda x: fn(x).numpy()
+    import jax
+
+    def stateless(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    fn = jax.jit(stateless)
+
+    def call(x):
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        return np.asarray(fn(tv, ntv, x))
+
+    return call
+
+
+def _predictor(model, jit):
+    if not jit:
+        return _eager_call(model)
+    cache = _cache(model)
+    if "jit" not in cache:
+        cache["jit"] = _jit_call(model)
+    return cache["jit"]
+
+
+def resolve_scale(model, scale=None):
+    """The model's upscaling factor: `scale` if given, else model.model_scale, else a probe (cached)."""
+    if scale is not None:
+        return int(scale)
+    cache = _cache(model)
+    if "scale" not in cache:
+        try:
+            from model import model_scale
+
+            cache["scale"] = int(model_scale(model))
+        except (ImportError, AttributeError, ValueError, KeyError):
+            probe = _eager_call(model)(np.zeros((1, 8, 8, 3), np.float32))
+            cache["scale"] = int(probe.shape[1] // 8)
+    return cache["scale"]
+
+
+# ---------------------------------------------------------------------------------------------- tiling
+def _tile_starts(size, tile, overlap):
+    """Tile starts along one axis and, for each, the [lo, hi) output core it owns (input pixels).
+
+    Cores have stride tile - 2*overlap; a tile starts `overlap` before its core, clamped into the image,
+    so every core has at least `overlap` pixels of real context on each side or touches the image
+    border (where the tile edge is the image edge, exactly as in the full-image run).
+    """
+    core = tile - 2 * overlap
+    out = []
+    for lo in range(0, size, core):
+        hi = min(lo + core, size)
+        start = min(max(lo - overlap, 0), max(size - tile, 0))
+        out.append((start, lo, hi))
+    return out
+
+
+def _pad_to(img, height, width):
+    """Reflect-pad an HxWxC image at the bottom/right up to height x width (small images)."""
+    ph, pw = height - img.shape[0], width - img.shape[1]
+    if ph <= 0 and pw <= 0:
+        return img
+    mode = "reflect" if min(img.shape[:2]) > 1 else "edge"
+    return np.pad(img, ((0, max(ph, 0)), (0, max(pw, 0)), (0, 0)), mode=mode)
+
+
+def _run_tiled(predict, img, scale, tile, overlap, tile_batch):
+    h, w = img.shape[:2]
+    padded = _pad_to(img, max(h, tile), max(w, tile))
+    rows = _tile_starts(h, tile, overlap)
+    cols = _tile_starts(w, tile, overlap)
+    jobs = [(r, c) for r in rows for c in cols]
+    out = None
+    for b in range(0, len(jobs), tile_batch):
+        chunk = jobs[b : b + tile_batch]
+        batch = np.zeros((tile_batch, tile, tile, img.shape[2]), np.float32)  # fixed batch shape: one compile
+        for i, ((ys, _, _), (xs, _, _)) in enumerate(chunk):
+            batch[i] = padded[ys : ys + tile, xs : xs + tile]
+        pred = predict(batch)
+        if out is None:
+            out = np.empty((h * scale, w * scale, pred.shape[-1]), np.float32)
+        for i, ((ys, ylo, yhi), (xs, xlo, xhi)) in enumerate(chunk):
+            out[ylo * scale : yhi * scale, xlo * scale : xhi * scale] = pred[
+                i, (ylo - ys) * scale : (yhi - ys) * scale, (xlo - xs) * scale : (xhi - xs) * scale
+            ]
+    return out
+
+
+# ------------------------------------------------------------------------------------- self-ensemble
+def _transform(img, k, flip):
+    """Geometric transform k of EDSR's x8 ensemble: rotate by k*90 degrees, then optionally flip."""
+    img = np.rot90(img, k, axes=(0, 1))
+    return img[:, ::-1] if flip else img
+
+
+def _inverse(img, k, flip):
+    img = img[:, ::-1] if flip else img
+    return np.rot90(img, -k, axes=(0, 1))
+
+
+TRANSFORMS = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def combine_ensemble(outputs):
+    """Average x8 ensemble outputs (each sHxsWxC, already inverted). 3 channels: plain mean.
+
+    6 channels (mean RGB, log-variance s): law of total variance in grey levels^2,
+    var = mean_k(sigma_k^2) + var_k(mu_k), with sigma_k^2 = 127.5^2 exp(s_k); returns s = log(var/127.5^2).
+    """
+    stack = np.stack([np.asarray(o, np.float64) for o in outputs])
+    if stack.shape[-1] == 3:
+        return stack.mean(axis=0).astype(np.float32)
+    mu = stack[..., :3]
+    var = (LOGVAR_UNIT**2 * np.exp(stack[..., 3:])).mean(axis=0) + mu.var(axis=0)
+    s = np.log(np.maximum(var, 1e-300) / LOGVAR_UNIT**2)
+    return np.concatenate([mu.mean(axis=0), s], axis=-1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ public API
+def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, jit="auto", scale=None,
+                  tile_batch=4):
+    """Super-resolve one image. Returns float32 (s*H, s*W, C) in pixel units, not rounded.
+
+    model: keras model (or callable NHWC float32 -> NHWC) with output C = 3, or 6 for a log-variance model.
+    lr: uint8 or float HxWx3 (or HxW grey) in pixel units [0, 255].
+    tile: process in N x N tiles (batches of `tile_batch`), each cropped by `tile_overlap` input pixels per
+      side; equals the full-image output where the overlap covers the receptive field. Images smaller
+      than a tile are reflect-padded (outputs within the receptive field of the padded edge then differ
+      slightly from a full-image run).
+    self_ensemble: EDSR's x8 geometric ensemble (rotations x flip, inverted and averaged; log-variance
+      outputs combined by the law of total variance, see `combine_ensemble`).
+    jit: "auto" (XLA for fixed-shape tiles, eager for full images), True or False.
+    scale: the upscaling factor; default read from the model (`model.model_scale`, cached).
+    """
+    lr = np.asarray(lr)
+    if lr.ndim == 2:
+        lr = np.stack([lr] * 3, axis=-1)
+    if lr.ndim != 3 or lr.shape[-1] != 3:
+        raise ValueError(f"expected an HxWx3 image, got shape {lr.shape}")
+    lr = lr.astype(np.float32)
+    scale = resolve_scale(model, scale)
+    if tile is not None:
+        tile, tile_overlap = int(tile), int(tile_overlap)
+        if tile_overlap < 0 or tile <= 2 * tile_overlap:
+            from utils import UserError
+
+            raise UserError(f"tile ({tile}) must be larger than twice the tile overlap ({tile_overlap})")
+    if jit == "auto":
+        jit = tile is not None
+    predict = _predictor(model, bool(jit))
+
+    def run(img):
+        img = np.ascontiguousarray(img)
+        if tile is None:
+            return np.asarray(predict(img[None]), np.float32)[0]
+        return _run_tiled(predict, img, scale, tile, tile_overlap, tile_batch)
+
+    if not self_ensemble:
+        return run(lr)
+    return combine_ensemble([_inverse(run(_transform(lr, k, f)), k, f) for k, f in TRANSFORMS])
+
+
+def logvar_to_std(logvar):
+    """Per-pixel standard deviation in grey levels from the model's log-variance s: 127.5*exp(s/2)."""
+    try:
+        from losses import logvar_to_std as fn  # the GRAM issue owns the unit convention
+
+        return np.asarray(fn(logvar), np.float32)
+    except (ImportError, AttributeError):
+        return (LOGVAR_UNIT * np.exp(np.asarray(logvar, np.float64) / 2)).astype(np.float32)

@@ -1,0 +1,151 @@
+"""inference.super_resolve: tiling equals full-image output, self-ensemble, log-variance combination."""
+import numpy as np
+import pytest
+
+import keras
+
+import inference
+from conftest import smooth_image
+
+
+def conv_model(scale=2, depth=3, filters=8, out_channels=3, seed=0):
+    """Small plain conv net (receptive field radius `depth` LR pixels + 1 HR pixel)."""
+    keras.utils.set_random_seed(seed)
+    x = inp = keras.Input((None, None, 3))
+    h = keras.layers.Rescaling(1 / 255.0)(x)
+    for _ in range(depth):
+        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", bias_initializer="ones")(h)
+    h = keras.layers.UpSampling2D(scale)(h)
+    out = keras.layers.Conv2D(out_channels, 3, padding="same")(h)
+    out = keras.layers.Rescaling(255.0)(out)
+    return keras.Model(inp, out)
+
+
+def edsr_like(scale=2, filters=8, blocks=2, seed=1):
+    """EDSR-shaped stand-in: head conv, residual blocks, global skip, upsampler, tail conv."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    x = b = keras.layers.Conv2D(filters, 3, padding="same")(x)
+    for _ in range(blocks):
+        r = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(b)
+        r = keras.layers.Conv2D(filters, 3, padding="same")(r)
+        b = keras.layers.Add()([b, keras.layers.Rescaling(0.1)(r)])
+    x = keras.layers.Add()([x, keras.layers.Conv2D(filters, 3, padding="same")(b)])
+    x = keras.layers.Conv2D(filters, 3, padding="same")(keras.layers.UpSampling2D(scale)(x))
+    x = keras.layers.Conv2D(3, 3, padding="same")(x)
+    return keras.Model(inp, keras.layers.Rescaling(127.5, offset=127.5)(x))
+
+
+def pointwise_model(scale=2, out_channels=3, seed=2):
+    """1x1 convs + nearest upsampling: equivariant to flips and transposes by construction."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 1, activation="tanh")(keras.layers.Rescaling(1 / 255.0)(inp))
+    x = keras.layers.UpSampling2D(scale)(x)
+    return keras.Model(inp, keras.layers.Rescaling(255.0)(keras.layers.Conv2D(out_channels, 1)(x)))
+
+
+@pytest.fixture(scope="module")
+def image300():
+    return smooth_image(np.random.default_rng(3), 300, 300)
+
+
+@pytest.mark.parametrize("make", [conv_model, edsr_like], ids=["conv", "edsr-like"])
+def test_tiled_equals_full(make, image300):
+    model = make()
+    full = inference.super_resolve(model, image300)
+    assert full.shape == (600, 600, 3) and full.dtype == np.float32
+    for jit in (False, True):
+        tiled = inference.super_resolve(model, image300, tile=64, tile_overlap=12, jit=jit)
+        assert tiled.shape == full.shape
+        assert np.abs(tiled - full).max() < 1.0, jit  # receptive field radius < 12 LR pixels
+
+
+def test_tiles_compile_once(image300):
+    model = conv_model()
+    calls = []
+    predict = inference._predictor(model, True)
+    inference._cache(model)["jit"] = lambda x: (calls.append(x.shape), predict(x))[1]
+    inference.super_resolve(model, image300[:97, :131], tile=48, tile_overlap=8)
+    inference.super_resolve(model, image300[:20, :33], tile=48, tile_overlap=8)
+    assert set(calls) == {(4, 48, 48, 3)}
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (64, 64), (65, 17), (1, 9)])
+def test_odd_sizes_and_tile_larger_than_image(shape):
+    model = conv_model(scale=3, depth=2)
+    img = smooth_image(np.random.default_rng(0), 80, 80)[: shape[0], : shape[1]]
+    full = inference.super_resolve(model, img)
+    tiled = inference.super_resolve(model, img, tile=64, tile_overlap=4)
+    assert full.shape == tiled.shape == (3 * shape[0], 3 * shape[1], 3)
+    # a tile larger than the image is reflect-padded: only the padded edge's receptive field may differ
+    inner = np.abs(tiled - full)[: 3 * shape[0] - 12, : 3 * shape[1] - 12]
+    assert inner.size == 0 or inner.max() < 1.0
+
+
+def test_bad_tile_overlap():
+    from utils import UserError
+
+    with pytest.raises(UserError, match="overlap"):
+        inference.super_resolve(conv_model(), np.zeros((8, 8, 3), np.uint8), tile=32, tile_overlap=16)
+
+
+def test_scale_argument_and_probe():
+    model = conv_model(scale=3, depth=1)
+    assert inference.resolve_scale(model) == 3
+    assert inference.resolve_scale(model, 3) == 3
+    # a plain callable works too (e.g. bicubic baselines)
+    sr = inference.super_resolve(lambda x: np.repeat(np.repeat(x, 2, 1), 2, 2), np.ones((5, 7, 3)), scale=2)
+    assert sr.shape == (10, 14, 3)
+
+
+def test_self_ensemble_equivariant_model_equals_plain():
+    model = pointwise_model()
+    img = smooth_image(np.random.default_rng(1), 23, 31)
+    plain = inference.super_resolve(model, img)
+    ens = inference.super_resolve(model, img, self_ensemble=True)
+    np.testing.assert_allclose(ens, plain, atol=1e-3)
+    tiled_ens = inference.super_resolve(model, img, self_ensemble=True, tile=16, tile_overlap=2)
+    np.testing.assert_allclose(tiled_ens, plain, atol=1e-3)
+
+
+def test_self_ensemble_generic_model_differs():
+    model = edsr_like()
+    img = smooth_image(np.random.default_rng(2), 21, 30)
+    plain = inference.super_resolve(model, img)
+    ens = inference.super_resolve(model, img, self_ensemble=True)
+    assert ens.shape == plain.shape == (42, 60, 3)
+    assert np.abs(ens - plain).max() > 1e-3
+
+
+def test_transforms_invert():
+    img = np.arange(2 * 3 * 1).reshape(2, 3, 1)
+    seen = set()
+    for k, flip in inference.TRANSFORMS:
+        t = inference._transform(img, k, flip)
+        seen.add(t.tobytes() + bytes(t.shape))
+        np.testing.assert_array_equal(inference._inverse(t, k, flip), img)
+    assert len(seen) == 8
+
+
+def test_logvar_total_variance():
+    # two members per pixel, unit u = 127.5: sigma_k^2 = u^2 exp(s_k)
+    u = inference.LOGVAR_UNIT
+    mu = [np.full((1, 1, 3), 100.0), np.full((1, 1, 3), 110.0)]
+    s = [np.full((1, 1, 3), np.log(4.0 / u**2)), np.full((1, 1, 3), np.log(16.0 / u**2))]
+    out = inference.combine_ensemble([np.concatenate([m, v], -1) for m, v in zip(mu, s)])
+    np.testing.assert_allclose(out[..., :3], 105.0)
+    # mean of variances (4+16)/2 = 10, variance of means 25 -> 35 grey levels^2
+    np.testing.assert_allclose(u**2 * np.exp(out[..., 3:]), 35.0, rtol=1e-5)
+    np.testing.assert_allclose(inference.logvar_to_std(out[..., 3:]), np.sqrt(35.0), rtol=1e-5)
+
+
+def test_logvar_model_ensemble_shapes():
+    model = pointwise_model(out_channels=6)
+    img = smooth_image(np.random.default_rng(4), 12, 10)
+    plain = inference.super_resolve(model, img)
+    ens = inference.super_resolve(model, img, self_ensemble=True)
+    assert plain.shape == ens.shape == (24, 20, 6)
+    # equivariant model: members agree, so the combined log-variance equals each member's
+    np.testing.assert_allclose(ens, plain, atol=1e-3)
