@@ -159,24 +159,25 @@ def _inverse(img, k, flip):
 TRANSFORMS = [(k, flip) for flip in (False, True) for k in range(4)]
 
 
-def combine_ensemble(outputs):
+def combine_ensemble(outputs, loss_mode="l2"):
     """Average x8 ensemble outputs (each sHxsWxC, already inverted). 3 channels: plain mean.
 
     6 channels (mean RGB, log-variance s): law of total variance in grey levels^2,
-    var = mean_k(sigma_k^2) + var_k(mu_k), with sigma_k^2 = 127.5^2 exp(s_k); returns s = log(var/127.5^2).
+    var = mean_k(sigma_k^2) + var_k(mu_k), sigma_k from s_k by `losses.sigma_from_logvar` (L2 mode:
+    sigma^2 = 127.5^2 exp(s)); the result is converted back to s with `losses.logvar_from_sigma`.
     """
     stack = np.stack([np.asarray(o, np.float64) for o in outputs])
     if stack.shape[-1] == 3:
         return stack.mean(axis=0).astype(np.float32)
     mu = stack[..., :3]
-    var = (LOGVAR_UNIT**2 * np.exp(stack[..., 3:])).mean(axis=0) + mu.var(axis=0)
-    s = np.log(np.maximum(var, 1e-300) / LOGVAR_UNIT**2)
+    var = (logvar_to_std(stack[..., 3:], loss_mode).astype(np.float64) ** 2).mean(axis=0) + mu.var(axis=0)
+    s = _std_to_logvar(np.sqrt(np.maximum(var, 1e-300)), loss_mode)
     return np.concatenate([mu.mean(axis=0), s], axis=-1).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ public API
 def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, jit="auto", scale=None,
-                  tile_batch=4):
+                  tile_batch=4, loss_mode="l2"):
     """Super-resolve one image. Returns float32 (s*H, s*W, C) in pixel units, not rounded.
 
     model: keras model (or callable NHWC float32 -> NHWC) with output C = 3, or 6 for a log-variance model.
@@ -189,6 +190,8 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
       outputs combined by the law of total variance, see `combine_ensemble`).
     jit: "auto" (XLA for fixed-shape tiles, eager for full images), True or False.
     scale: the upscaling factor; default read from the model (`model.model_scale`, cached).
+    tile_batch: tiles per model call (fixed, the last batch is zero-filled).
+    loss_mode: the log-variance convention ("l2" Gaussian / "l1" Laplace) used to combine the ensemble.
     """
     lr = np.asarray(lr)
     if lr.ndim == 2:
@@ -215,14 +218,24 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
 
     if not self_ensemble:
         return run(lr)
-    return combine_ensemble([_inverse(run(_transform(lr, k, f)), k, f) for k, f in TRANSFORMS])
+    return combine_ensemble([_inverse(run(_transform(lr, k, f)), k, f) for k, f in TRANSFORMS], loss_mode)
 
 
-def logvar_to_std(logvar):
-    """Per-pixel standard deviation in grey levels from the model's log-variance s: 127.5*exp(s/2)."""
+def logvar_to_std(logvar, loss_mode="l2"):
+    """Per-pixel standard deviation in grey levels from the log-variance s (L2: 127.5*exp(s/2)).
+
+    Delegates to `losses.sigma_from_logvar`, which owns the unit convention (and clips s to [-10, 10]).
+    """
     try:
-        from losses import logvar_to_std as fn  # the GRAM issue owns the unit convention
+        from losses import sigma_from_logvar
+    except ImportError:  # keep inference usable without the GRAM module
+        return (LOGVAR_UNIT * np.exp(np.clip(np.asarray(logvar, np.float64), -10, 10) / 2)).astype(np.float32)
+    return np.asarray(sigma_from_logvar(logvar, loss_mode), np.float32)
 
-        return np.asarray(fn(logvar), np.float32)
-    except (ImportError, AttributeError):
-        return (LOGVAR_UNIT * np.exp(np.asarray(logvar, np.float64) / 2)).astype(np.float32)
+
+def _std_to_logvar(std, loss_mode="l2"):
+    try:
+        from losses import logvar_from_sigma
+    except ImportError:
+        return 2 * np.log(std / LOGVAR_UNIT)
+    return np.asarray(logvar_from_sigma(std, loss_mode), np.float64)
