@@ -1,0 +1,149 @@
+"""Architecture registry and model utilities: build, load, scale/logvar detection, weight transfer, counting."""
+import inspect
+import os
+
+import keras
+import numpy as np
+
+from model.edsr import edsr
+from model.srresnet import sr_resnet
+from model.wdsr import wdsr_a, wdsr_b
+from model.weightnorm import WeightNormConv2D, unfold_to_weightnorm
+from utils import UserError
+
+ARCHITECTURES = {
+    "edsr": edsr,
+    "wdsr-a": wdsr_a,
+    "wdsr-b": wdsr_b,
+    "sr-resnet": sr_resnet,
+}
+SCALES = (2, 3, 4)
+
+
+def arch_params(arch):
+    """Names of the parameters `build_model(arch, scale, ...)` accepts."""
+    return [p for p in inspect.signature(_builder(arch)).parameters if p != "scale"]
+
+
+def _builder(arch):
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
+
+
+def build_model(arch, scale, **params):
+    """A fresh functional keras.Model; `params` as in the architecture's builder. None values mean default."""
+    builder = _builder(arch)
+    if scale not in SCALES:
+        raise UserError(f"unsupported scale {scale!r}; choose one of {', '.join(map(str, SCALES))}")
+    params = {k: v for k, v in params.items() if v is not None}
+    allowed = arch_params(arch)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise UserError(f"{arch} does not take {', '.join(unknown)}; its parameters are {', '.join(allowed)}")
+    return builder(int(scale), **params)
+
+
+def load_model(path, compile=True):
+    """Load a .keras model saved by this project (plain keras.models.load_model works too); UserError otherwise."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"model file {path} not found")
+    if path.endswith((".h5", ".hdf5")):
+        raise UserError(f"{path} is a legacy Keras 2 HDF5 file; convert krasserm weights with "
+                        "model.krasserm.convert_krasserm_weights, or pass a .keras model")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as e:  # keras raises many types for corrupt/foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load model {path}: {first}") from e
+
+
+def model_scale(model):
+    """Upscaling factor of an SR model, from a forward pass on a small zeros input."""
+    size = 8
+    out = model(np.zeros((1, size, size, 3), dtype="float32"), training=False)
+    return int(out.shape[1]) // size
+
+
+def predicts_logvar(model):
+    """True when the model outputs 6 channels (RGB mean then log-variance)."""
+    return int(model.outputs[0].shape[-1]) == 6
+
+
+def _weights_for(src, dst):
+    """Source layer weights converted to the destination layer's layout, or None when shapes do not fit.
+
+    Plain conv <-> weight-norm conv of the same shape convert exactly (fold / unfold), so a model trained with
+    weight norm can initialise one without it and back.
+    """
+    weights = src.get_weights()
+    if isinstance(src, WeightNormConv2D) and not isinstance(dst, WeightNormConv2D):
+        kernel, bias = src.folded_kernel(), src.bias
+        weights = [keras.ops.convert_to_numpy(kernel)] + ([keras.ops.convert_to_numpy(bias)] if src.use_bias else [])
+    elif isinstance(dst, WeightNormConv2D) and not isinstance(src, WeightNormConv2D) and weights:
+        weights = unfold_to_weightnorm(weights[0], weights[1] if len(weights) > 1 else None)
+    expected = [tuple(w.shape) for w in dst.weights]
+    if [tuple(w.shape) for w in weights] != expected:
+        return None
+    return weights
+
+
+def transfer_weights(model, source):
+    """Copy weights of same-named, same-shaped layers from `source` (a model or a .keras path) into `model`.
+
+    This is the x2 -> x4 recipe: scale-dependent layers carry `scale_{s}` in their names, so they do not match
+    and keep their fresh initialisation. Returns the transferred layer names. Raises UserError when nothing fits
+    or a same-named layer has another shape (a different architecture or width).
+    """
+    label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"model {source.name!r}"
+    if isinstance(source, (str, os.PathLike)):
+        source = load_model(source, compile=False)
+    src_layers = {layer.name: layer for layer in source.layers if layer.weights}
+    transferred = []
+    for layer in model.layers:
+        src = src_layers.get(layer.name)
+        if src is None or not layer.weights:
+            continue
+        weights = _weights_for(src, layer)
+        if weights is None:
+            got = [tuple(w.shape) for w in src.weights]
+            want = [tuple(w.shape) for w in layer.weights]
+            raise UserError(f"{label}: layer {layer.name!r} has weights {got} but the model needs {want}; "
+                            "the pretrained model must have the same architecture and size")
+        layer.set_weights(weights)
+        transferred.append(layer.name)
+    if not transferred:
+        raise UserError(f"{label}: no layer matches the model by name; pass a model of the same architecture")
+    return transferred
+
+
+def count_params(model):
+    """Parameters of the equivalent plain model: all weights (BN statistics included, as Keras's 'Total params')
+    except weight norm's per-channel g, a redundant scale that folds into the kernel (the seed table's count)."""
+    total = 0
+    for w in model.weights:
+        total += int(np.prod(w.shape))
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, WeightNormConv2D):
+            total -= int(np.prod(layer.g.shape))
+    return total
+
+
+def describe(model):
+    """Keras's summary text (with its 'Total params:' line) and the seed-table parameter count."""
+    lines = []
+    # Keras renders the table with rich, whose console width comes from COLUMNS (80 when not a terminal),
+    # which would crop the 'Connected to' column; widen it for this call only.
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "120"
+    try:
+        model.summary(print_fn=lambda text, line_break=False: lines.append(text))
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+    n = count_params(model)
+    lines.append(f"Parameters (seed-table count, weight-norm g excluded): {n:,} ({n / 1e6:.2f}M)")
+    return "\n".join(line.rstrip("\n") for line in lines)
