@@ -135,15 +135,9 @@ def score(model, config, args):
     if config.get("pred_logvar"):
         loss_mode = config.get("loss_mode", "l2")
         hrs, means, logvars = [], [], []
-        for _stem, lr_path, hr_path in pairs:
-            hr = data.read_image(hr_path)
-            if lr_path is None:  # benchmark folder without LR files: MATLAB bicubic, as evaluation does
-                h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
-                lr = data.imresize(hr[:h, :w], scale=1.0 / scale)
-            else:
-                lr = data.read_image(lr_path)
+        for pair in pairs:
+            lr, hr = data.load_pair(pair, scale)  # HR cropped to scale x LR, in-memory LR handled
             sr = inference.super_resolve(model, lr, tile=args.tile, scale=scale)
-            hr = hr[: sr.shape[0], : sr.shape[1]]
             hrs.append(hr)
             means.append(sr[..., :3])
             logvars.append(sr[..., 3:])
