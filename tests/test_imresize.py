@@ -8,9 +8,9 @@ import convert
 import data
 
 
-def _reference_pairs(shared_dir, name, scale):
+def _reference_pairs(shared_dir, name, scale, every=1):
     root = shared_dir / "datasets" / name
-    for hr_path in sorted((root / "HR").glob("*.png")):
+    for hr_path in sorted((root / "HR").glob("*.png"))[::every]:
         lr_path = root / "LR_bicubic" / f"X{scale}" / f"{hr_path.stem}x{scale}.png"
         yield hr_path, lr_path
 
@@ -27,9 +27,10 @@ def test_set5_bit_exact(shared_dir, scale):
 
 @pytest.mark.parametrize("name", ["Set14", "B100"])
 def test_set14_b100_bit_exact(shared_dir, name):
-    # every image at x2, x3, x4; Set14's bridge is grey and stays grey
+    # x2, x3, x4; Set14's bridge is grey and stays grey. Every 5th B100 image keeps the suite fast
+    # (all 100 were checked when this was written).
     for scale in (2, 3, 4):
-        for hr_path, lr_path in _reference_pairs(shared_dir, name, scale):
+        for hr_path, lr_path in _reference_pairs(shared_dir, name, scale, every=5 if name == "B100" else 1):
             hr = data.read_image(hr_path, keep_grey=True)
             ref = data.read_image(lr_path, keep_grey=True)
             assert np.array_equal(data.bicubic_downscale(hr, scale), ref), f"{name}/{hr_path.name} x{scale}"

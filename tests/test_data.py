@@ -1,0 +1,276 @@
+"""data.py: image reading in every mode, dataset layouts and errors, the patch loader."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+from conftest import smooth_image
+from utils import UserError
+
+
+# ---------------------------------------------------------------------------------------------- read_image
+
+
+def _rgb(h=6, w=5, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_read_rgb_png_and_npy_roundtrip(tmp_path):
+    img = _rgb()
+    data.write_image(tmp_path / "sub" / "a.png", img)  # creates the folder
+    assert np.array_equal(data.read_image(tmp_path / "sub" / "a.png"), img)
+    np.save(tmp_path / "a.npy", img)
+    out = data.read_image(tmp_path / "a.npy")
+    assert out.dtype == np.uint8 and np.array_equal(out, img)
+    assert not [f for f in os.listdir(tmp_path / "sub") if f.startswith(".")]  # no temp files left
+
+
+def test_read_grey(tmp_path, capsys):
+    g = _rgb()[:, :, 0]
+    Image.fromarray(g).save(tmp_path / "g.png")
+    out = data.read_image(tmp_path / "g.png")
+    assert out.shape == (6, 5, 3) and out.dtype == np.uint8 and all(np.array_equal(out[:, :, c], g) for c in range(3))
+    err = capsys.readouterr().err
+    assert "g.png" in err and "grey" in err and err.count("\n") == 1
+    assert np.array_equal(data.read_image(tmp_path / "g.png", keep_grey=True), g)
+
+
+def test_read_rgba_drops_alpha(tmp_path, capsys):
+    img = _rgb()
+    rgba = np.concatenate([img, np.full((6, 5, 1), 7, np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert np.array_equal(data.read_image(tmp_path / "a.png"), img)
+    assert "alpha" in capsys.readouterr().err
+    Image.fromarray(rgba[:, :, [0, 3]], "LA").save(tmp_path / "la.png")
+    assert data.read_image(tmp_path / "la.png").shape == (6, 5, 3)
+
+
+def test_read_palette(tmp_path, capsys):
+    img = _rgb()
+    p = Image.fromarray(img).quantize(colors=16)
+    p.save(tmp_path / "p.png")
+    out = data.read_image(tmp_path / "p.png")
+    assert out.shape == (6, 5, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, np.asarray(p.convert("RGB")))
+    assert "palette" in capsys.readouterr().err
+
+
+def test_read_16bit_grey(tmp_path, capsys):
+    a = np.array([[0, 65535, 32768, 257, 128]], dtype=np.uint16)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    out = data.read_image(tmp_path / "g16.png")
+    assert out.shape == (1, 5, 3) and out.dtype == np.uint8
+    assert out[0, :, 0].tolist() == [0, 255, 128, 1, 0]  # 65535 -> 255 with rounding
+    assert "16-bit" in capsys.readouterr().err
+    assert data.read_image(tmp_path / "g16.png", keep_grey=True).shape == (1, 5)
+
+
+def test_read_cmyk_jpeg(tmp_path, capsys):
+    Image.fromarray(_rgb(16, 16)).convert("CMYK").save(tmp_path / "c.jpg")
+    out = data.read_image(tmp_path / "c.jpg")
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    assert "CMYK" in capsys.readouterr().err
+
+
+def test_read_errors(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises(UserError, match="bad.png"):
+        data.read_image(bad)
+    truncated = tmp_path / "trunc.png"
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "ok.png")
+    truncated.write_bytes((tmp_path / "ok.png").read_bytes()[:300])
+    with pytest.raises(UserError, match="trunc.png"):
+        data.read_image(truncated)
+    with pytest.raises(UserError, match="missing.png"):
+        data.read_image(tmp_path / "missing.png")
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    with pytest.raises(UserError, match="junk.npy"):
+        data.read_image(tmp_path / "junk.npy")
+
+
+# ---------------------------------------------------------------------------------------------- open_pairs
+
+
+def test_open_pairs_div2k_png(tiny_div2k):
+    pairs = data.open_pairs(tiny_div2k, 2, subset="train")
+    assert [p.stem for p in pairs] == ["0001", "0002", "0003", "0004"]
+    stem, lr, hr = pairs[0]  # plain tuple unpacking works
+    assert lr.endswith(os.path.join("DIV2K_train_LR_bicubic", "X2", "0001x2.png"))
+    assert hr.endswith(os.path.join("DIV2K_train_HR", "0001.png"))
+    assert [p.stem for p in data.open_pairs(tiny_div2k, 3)] == ["0801", "0802"]  # valid by default
+    assert [p.stem for p in data.open_pairs(tiny_div2k, 4, "train", images="2-3,9")] == ["0002", "0003"]
+    lr_img, hr_img = data.load_pair(pairs[0], scale=2)
+    assert lr_img.shape == (48, 60, 3) and hr_img.shape == (96, 120, 3)
+
+
+def test_open_pairs_npy_tree_reads_identically(tiny_div2k, tmp_path):
+    import convert
+
+    out = tmp_path / "bin"
+    convert.main(["-i", str(tiny_div2k), "-o", str(out), "--workers", "1", "numpy"])
+    png = data.open_pairs(tiny_div2k, 2, "train")
+    npy = data.open_pairs(out, 2, "train")
+    assert [p.stem for p in npy] == [p.stem for p in png]
+    assert npy[0].lr.endswith("0001x2.npy")
+    for a, b in zip(png, npy):
+        for x, y in zip(data.load_pair(a), data.load_pair(b)):
+            assert np.array_equal(x, y)
+
+
+def test_open_pairs_ntire_tracks(tmp_path):
+    root = tmp_path / "d"
+    img = _rgb(16, 16)
+    data.write_image(root / "DIV2K_train_HR" / "0001.png", img)
+    data.write_image(root / "DIV2K_train_HR" / "0002.png", img)
+    data.write_image(root / "DIV2K_train_LR_x8" / "0001x8.png", img[:2, :2])
+    data.write_image(root / "DIV2K_train_LR_x8" / "0002x8.png", img[:2, :2])
+    data.write_image(root / "DIV2K_train_LR_mild" / "0001x4m.png", img[:4, :4])
+    for k in (1, 2, 3, 4):
+        data.write_image(root / "DIV2K_train_LR_wild" / f"0001x4w{k}.png", img[:4, :4])
+    assert len(data.open_pairs(root, 8, "train")) == 2  # bicubic x8 -> LR_x8
+    assert data.open_pairs(root, 4, "train", "mild", images="1")[0].lr.endswith("0001x4m.png")
+    assert len(data.open_pairs(root, 4, "train", "wild", images="1")) == 4
+    with pytest.raises(UserError, match="0002x4m"):
+        data.open_pairs(root, 4, "train", "mild")
+    with pytest.raises(UserError, match="--scale 4"):
+        data.open_pairs(root, 2, "train", "mild")
+
+
+def test_open_pairs_benchmark_with_and_without_lr(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "Bench"
+    hrs = {"b": smooth_image(rng, 50, 61), "a": smooth_image(rng, 40, 40)}
+    for stem, hr in hrs.items():
+        data.write_image(root / "HR" / f"{stem}.png", hr)
+    # without LR: made on the fly by imresize from the modcropped HR
+    pairs = data.open_pairs(root, 3)
+    assert [p.stem for p in pairs] == ["a", "b"]
+    assert isinstance(pairs[1].lr, np.ndarray)
+    assert np.array_equal(pairs[1].lr, data.imresize(hrs["b"][:48, :60], scale=1 / 3))
+    lr, hr = data.load_pair(pairs[1], scale=3)
+    assert lr.shape == (16, 20, 3) and hr.shape == (48, 60, 3)
+    assert [p.stem for p in data.open_pairs(root, 3, images="2")] == ["b"]
+    # with LR files
+    for stem, hr in hrs.items():
+        data.write_image(root / "LR_bicubic" / "X2" / f"{stem}x2.png", data.bicubic_downscale(hr, 2))
+    pairs = data.open_pairs(root, 2)
+    assert pairs[0].lr.endswith(os.path.join("LR_bicubic", "X2", "ax2.png"))
+    os.remove(root / "LR_bicubic" / "X2" / "bx2.png")
+    with pytest.raises(UserError, match="bx2.png"):
+        data.open_pairs(root, 2)
+
+
+def test_open_pairs_benchmark_shared_set5(shared_dir):
+    pairs = data.open_pairs(shared_dir / "datasets" / "Set5", 4)
+    assert [p.stem for p in pairs] == ["baby", "bird", "butterfly", "head", "woman"]
+    grey = data.open_pairs(shared_dir / "datasets" / "Set14", 3, images="3")[0]
+    lr, hr = data.load_pair(grey, 3, keep_grey=True)
+    assert grey.stem == "bridge" and lr.ndim == 2 and hr.ndim == 2
+
+
+def test_open_pairs_errors(tiny_div2k, tmp_path):
+    with pytest.raises(UserError, match=r"nowhere.*convert\.py -i \./DIV2K -o .* numpy"):
+        data.open_pairs(tmp_path / "nowhere", 2)
+    (tmp_path / "other" / "stuff").mkdir(parents=True)
+    with pytest.raises(UserError, match="expected DIV2K_"):
+        data.open_pairs(tmp_path / "other", 2)
+    with pytest.raises(UserError, match="LR_unknown"):
+        data.open_pairs(tiny_div2k, 2, downgrade="unknown")
+    with pytest.raises(UserError, match="jpeg_90.*--jpeg-quality 90 jpeg"):
+        data.open_pairs(tiny_div2k, 2, downgrade="bicubic_jpeg_90")
+    with pytest.raises(UserError, match="no images selected"):
+        data.open_pairs(tiny_div2k, 2, "train", images="100-200")
+    root = tmp_path / "partial"
+    shutil.copytree(tiny_div2k, root)
+    os.remove(root / "DIV2K_train_LR_bicubic" / "X4" / "0003x4.png")
+    with pytest.raises(UserError, match="0003x4.png"):
+        data.open_pairs(root, 4, "train")
+    assert len(data.open_pairs(root, 4, "train", images="1-2")) == 2
+
+
+# ---------------------------------------------------------------------------------------------- PatchDataset
+
+
+@pytest.fixture(scope="module")
+def exact_div2k(tmp_path_factory):
+    """DIV2K PNG tree whose LR images are made by data.imresize (so patches can be checked exactly)."""
+    root = tmp_path_factory.mktemp("exact")
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(120, 144), (96, 132)], start=1):
+        hr = smooth_image(rng, h, w)
+        data.write_image(root / "DIV2K_train_HR" / f"{i:04d}.png", hr)
+        for s in (2, 3):
+            data.write_image(root / "DIV2K_train_LR_bicubic" / f"X{s}" / f"{i:04d}x{s}.png", data.bicubic_downscale(hr, s))
+    return root
+
+
+@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_patches_aligned(exact_div2k, augment, scale):
+    pairs = data.open_pairs(exact_div2k, scale, "train")
+    ds = data.PatchDataset(pairs, scale, batch_size=8, lr_patch=16, augment=augment, seed=1)
+    lr, hr = ds[0]
+    assert lr.shape == (8, 16, 16, 3) and hr.shape == (8, 16 * scale, 16 * scale, 3)
+    assert lr.dtype == np.float32 and hr.dtype == np.float32
+    m = 3  # the bicubic kernel of a patch border sees pixels outside the patch: compare the interior
+    for k in range(8):
+        down = data.imresize(hr[k].astype(np.uint8), scale=1 / scale).astype(np.float32)
+        diff = np.abs(down - lr[k])[m:-m, m:-m]
+        # without augmentation exact; rot90 swaps the order of MATLAB's two rounded passes (1 level)
+        assert diff.max() <= (1 if augment else 0), (k, diff.max())
+        shifted = np.abs(np.roll(down, 1, axis=0) - lr[k])[m:-m, m:-m]
+        assert shifted.mean() > diff.mean() + 1  # a one-pixel misalignment would be visible
+
+
+def test_patches_deterministic(exact_div2k):
+    pairs = data.open_pairs(exact_div2k, 2, "train")
+    a = data.PatchDataset(pairs, 2, batch_size=4, lr_patch=12, seed=5, steps=3)
+    b = data.PatchDataset(pairs, 2, batch_size=4, lr_patch=12, seed=5, steps=3, workers=2)
+    assert len(a) == 3
+    for i in (2, 0, 1):  # order does not matter
+        assert all(np.array_equal(x, y) for x, y in zip(a[i], b[i]))
+    c = data.PatchDataset(pairs, 2, batch_size=4, lr_patch=12, seed=6, steps=3)
+    assert not np.array_equal(a[0][0], c[0][0])
+    first = a[0][0]
+    a.on_epoch_end()  # a new epoch gives new crops ...
+    assert not np.array_equal(first, a[0][0])
+    v = data.PatchDataset(pairs, 2, batch_size=4, lr_patch=12, seed=5, steps=3, fixed=True, augment=False)
+    first = v[1][1]
+    v.on_epoch_end()  # ... except for validation crops (fixed=True)
+    assert np.array_equal(first, v[1][1])
+    assert data.PatchDataset(pairs, 2, batch_size=4, hr_patch=24).lr_patch == 12
+
+
+def test_patches_npy_memmap_and_errors(tiny_div2k, tmp_path):
+    import convert
+
+    out = tmp_path / "bin"
+    convert.main(["-i", str(tiny_div2k / "DIV2K_valid_HR"), "-o", str(out / "DIV2K_valid_HR"), "--workers", "1", "numpy"])
+    convert.main(["-i", str(tiny_div2k / "DIV2K_valid_LR_bicubic"), "-o", str(out / "DIV2K_valid_LR_bicubic"),
+                  "--workers", "1", "numpy"])
+    png = data.PatchDataset(data.open_pairs(tiny_div2k, 2), 2, batch_size=4, lr_patch=20, seed=2)
+    npy = data.PatchDataset(data.open_pairs(out, 2), 2, batch_size=4, lr_patch=20, seed=2)
+    assert npy.lr_src[0].array is None  # memory-mapped, not loaded
+    assert all(np.array_equal(x, y) for x, y in zip(png[0], npy[0]))
+    with pytest.raises(UserError, match="smaller than the 64px patch"):
+        data.PatchDataset(data.open_pairs(tiny_div2k, 2), 2, lr_patch=64)
+
+
+def test_patches_with_keras_fit_iterator(exact_div2k):
+    """Through Keras' own adapter with worker processes: same batches as direct indexing."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    pairs = data.open_pairs(exact_div2k, 2, "train")
+    ds = data.PatchDataset(pairs, 2, batch_size=2, lr_patch=12, seed=9, steps=4, workers=2, use_multiprocessing=True)
+    adapter = PyDatasetAdapter(ds, shuffle=False)
+    adapter.on_epoch_begin()
+    got = [b for b in adapter.get_numpy_iterator()]
+    adapter.on_epoch_end()
+    ref = data.PatchDataset(pairs, 2, batch_size=2, lr_patch=12, seed=9, steps=4)
+    assert len(got) == 4
+    for i, (lr, hr) in enumerate(got):
+        assert np.array_equal(lr, ref[i][0]) and np.array_equal(hr, ref[i][1])
