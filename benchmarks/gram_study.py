@@ -118,6 +118,15 @@ def load_run(run_dir, which):
     return config, path, load_model(path, compile=False)
 
 
+def check_variant(variant, config, run_dir):
+    """Refuse to tabulate a run whose recorded flags are not the variant's (a silently plain 'GRAM' run)."""
+    want = {"pred_logvar": variant != "plain", "attention": variant == "gram",
+            "block_attention_gradient": variant == "gram"}
+    got = {k: bool(config.get(k)) for k in want}
+    if got != want:
+        raise UserError(f"{run_dir}: args.json records {got}, not the {variant} variant {want}")
+
+
 def score(model, config, args):
     """PSNR/SSIM row of evaluation.evaluate plus uncertainty curves (own loss_mode) for 6-channel models."""
     import numpy as np
@@ -231,6 +240,7 @@ def main(argv=None):
     for v in variants:
         run_dir, seconds = runs[v]
         config, path, model = load_run(run_dir, args.checkpoint)
+        check_variant(v, config, run_dir)
         row, curves = score(model, config, args)
         results[v] = {"run_dir": run_dir, "checkpoint": path, "train_seconds": seconds, "row": row, "curves": curves}
         print(f"== {v}: scored {path}", flush=True)
