@@ -167,9 +167,10 @@ def plot_sparsification(c, path, title="Sparsification (RMSE)"):
     """PNG of sparsification curve vs oracle (and random) for one `curves` dict or {label: curves}."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 4), layout="tight")
+    items = list(_labelled(c))
+    fig = Figure(figsize=(6, 4 + 0.5 * len(items)), layout="constrained")
     ax = fig.add_subplot()
-    for i, (label, cv) in enumerate(_labelled(c)):
+    for i, (label, cv) in enumerate(items):
         color = f"C{i}"
         name = f"{label}: " if label else ""
         ax.plot(cv["fractions"], cv["sparsification"], color=color,
@@ -179,7 +180,7 @@ def plot_sparsification(c, path, title="Sparsification (RMSE)"):
     ax.set_xlabel("fraction of pixels removed (largest first)")
     ax.set_ylabel("RMSE of the rest (grey levels)")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    fig.legend(loc="outside lower center", fontsize="small", ncols=1)
     return _save(fig, path)
 
 
@@ -187,10 +188,11 @@ def plot_calibration(c, path, title="Calibration (Gaussian intervals)"):
     """PNG of observed vs nominal coverage for one `curves` dict or {label: curves}."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.5, 4.5), layout="tight")
+    items = list(_labelled(c))
+    fig = Figure(figsize=(5, 4.5 + 0.3 * len(items)), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="ideal")
-    for i, (label, cv) in enumerate(_labelled(c)):
+    for i, (label, cv) in enumerate(items):
         name = f"{label}: " if label else ""
         ax.plot(cv["nominal"], cv["observed"], marker="o", markersize=3, color=f"C{i}",
                 label=f"{name}error {cv['calibration_error']:.3f}")
@@ -199,5 +201,5 @@ def plot_calibration(c, path, title="Calibration (Gaussian intervals)"):
     ax.set_xlabel("nominal coverage")
     ax.set_ylabel("observed coverage")
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    fig.legend(loc="outside lower center", fontsize="small", ncols=1)
     return _save(fig, path)

@@ -129,3 +129,52 @@ def test_plots(tmp_path):
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(x.name for x in (tmp_path / "plots").iterdir()) == ["calibration.png", "sparsification.png"]
+
+
+def test_gram_study_plumbing(tmp_path, repo_root):
+    """The study's train.py command lines, checkpoint choice, variant check and table (no training)."""
+    import sys
+
+    from utils import UserError
+
+    sys.path.insert(0, str(repo_root / "benchmarks"))
+    try:
+        import gram_study
+    finally:
+        sys.path.remove(str(repo_root / "benchmarks"))
+    args, extra = gram_study.build_parser().parse_known_args(
+        ["--dataset", "d", "--epochs", "1", "--steps-per-epoch", "2", "--lr-patch", "24"])
+    argv = gram_study.train_argv(args, "gram", extra)
+    assert argv[-2:] == ["--lr-patch", "24"] and "--dataset" in argv
+    for flag in ("--pred_logvar", "--attention", "--block_attention_gradient"):
+        assert flag in argv and flag not in gram_study.train_argv(args, "plain", extra)
+    assert "--pred_logvar" in gram_study.train_argv(args, "nll", extra)
+    assert "--attention" not in gram_study.train_argv(args, "nll", extra)
+    # the seed's flags parse in train.py's own parser too (when train.py is there)
+    try:
+        import train
+    except ImportError:
+        train = None
+    if train is not None:
+        ns = train.build_parser().parse_args(argv)
+        assert ns.pred_logvar and ns.attention and ns.block_attention_gradient
+
+    models = tmp_path / "run" / "models"
+    models.mkdir(parents=True)
+    for name in ("epoch-001-psnr-20.5000.keras", "epoch-002-psnr-21.2500.keras", "epoch-003-psnr-21.0000.keras"):
+        (models / name).write_bytes(b"")
+    assert gram_study.pick_checkpoint(tmp_path / "run", "best").endswith("epoch-002-psnr-21.2500.keras")
+    assert gram_study.pick_checkpoint(tmp_path / "run", "last").endswith("epoch-003-psnr-21.0000.keras")
+    with pytest.raises(UserError):
+        gram_study.pick_checkpoint(tmp_path / "empty", "best")
+
+    gram_study.check_variant("gram", {"pred_logvar": True, "attention": True, "block_attention_gradient": True}, "r")
+    with pytest.raises(UserError):  # a run that silently trained without the head
+        gram_study.check_variant("nll", {"pred_logvar": False}, "r")
+
+    u = {"nll": 3.0, "ause_rmse": 1.5, "spearman": 0.4, "calibration_error": 0.05}
+    text = gram_study.table({"plain": {"row": {"psnr_y": 30.0, "ssim_y": 0.9}, "train_seconds": 10.0},
+                             "gram": {"row": {"psnr_y": 29.9, "ssim_y": 0.89, "uncertainty": u, "mean_sigma": 4.0},
+                                      "train_seconds": None}})
+    lines = text.splitlines()
+    assert len(lines) == 4 and "| plain L2 (MSE) | 30.00 | 0.9000 | – |" in lines[2] and "1.50" in lines[3]
