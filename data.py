@@ -602,6 +602,28 @@ class _PatchSampler:
         return lr, hr
 
 
+def validation_crops(pairs, scale, count=None, lr_patch=48, hr_patch=None, seed=0):
+    """Fixed random aligned crops for per-epoch validation: a list of `Pair(stem, lr, hr)` with uint8 arrays.
+
+    `count` crops (default: one per image), taken from the images in turn; the same crops for the same
+    arguments (no augmentation). Stems are `<image stem>_c<k>`. `.npy` sources are read crop-only.
+    """
+    pairs = list(pairs)
+    count = len(pairs) if count is None else int(count)
+    sampler = _PatchSampler()
+    sampler._setup(pairs, scale, 1, lr_patch, hr_patch, False, seed, 1, True)
+    rng = np.random.Generator(np.random.Philox(key=[seed & 0xFFFFFFFFFFFFFFFF, 0x76616C]))  # "val"
+    p, s, hp = sampler.lr_patch, sampler.scale, sampler.hr_patch
+    out = []
+    for k in range(count):
+        i = k % len(pairs)
+        y, x = np.floor(rng.random(2) * (sampler._max_yx[i] + 1)).astype(np.int64).tolist()
+        lr = np.array(sampler._view(sampler.lr_src[i])[y: y + p, x: x + p])
+        hr = np.array(sampler._view(sampler.hr_src[i])[y * s: y * s + hp, x * s: x * s + hp])
+        out.append(Pair(f"{sampler.stems[i]}_c{k}", lr, hr))
+    return out
+
+
 def _make_patch_dataset_class():
     import keras
 

@@ -274,3 +274,15 @@ def test_patches_with_keras_fit_iterator(exact_div2k):
     assert len(got) == 4
     for i, (lr, hr) in enumerate(got):
         assert np.array_equal(lr, ref[i][0]) and np.array_equal(hr, ref[i][1])
+
+
+def test_validation_crops_fixed_and_aligned(exact_div2k):
+    pairs = data.open_pairs(exact_div2k, 2, "train")
+    crops = data.validation_crops(pairs, 2, count=5, lr_patch=16, seed=3)
+    again = data.validation_crops(pairs, 2, count=5, lr_patch=16, seed=3)
+    assert [c.stem for c in crops] == ["0001_c0", "0002_c1", "0001_c2", "0002_c3", "0001_c4"]
+    for c, d in zip(crops, again):
+        assert c.lr.dtype == np.uint8 and c.lr.shape == (16, 16, 3) and c.hr.shape == (32, 32, 3)
+        assert np.array_equal(c.lr, d.lr) and np.array_equal(c.hr, d.hr)
+        assert np.array_equal(data.imresize(c.hr, scale=0.5)[3:-3, 3:-3], c.lr[3:-3, 3:-3])
+    assert len(data.validation_crops(pairs, 2, lr_patch=16)) == 2
