@@ -106,38 +106,46 @@ def _gaussian_1d(size=SSIM_WINDOW, sigma=SSIM_SIGMA):
     return g / g.sum()
 
 
-def _filter_valid(img, g):
-    """filter2(window, img, 'valid') for the separable Gaussian window, on the first two axes."""
-    out = ndimage.correlate1d(img, g, axis=0, mode="constant")
-    out = ndimage.correlate1d(out, g, axis=1, mode="constant")
+def _filter_valid(planes, g):
+    """filter2(window, plane, 'valid') of the separable Gaussian window for each plane of a PxHxW stack."""
+    # Planes first and contiguous: correlate1d along the two fast axes is ~3x quicker than on HxWxP.
+    out = ndimage.correlate1d(planes, g, axis=1, mode="constant")
+    out = ndimage.correlate1d(out, g, axis=2, mode="constant")
     r = len(g) // 2
-    return out[r:-r, r:-r]
+    return out[:, r:-r, r:-r]
+
+
+def _ssim_planes(a, b):
+    """Mean SSIM of each channel pair of two float64 CxHxW stacks (Wang et al.'s ssim_index.m) -> C values."""
+    if min(a.shape[1:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {a.shape[1:]}")
+    c1 = (SSIM_K1 * DATA_RANGE) ** 2
+    c2 = (SSIM_K2 * DATA_RANGE) ** 2
+    n = a.shape[0]
+    # One filtering pass over the five statistics of every channel.
+    stats = _filter_valid(np.concatenate([a, b, a * a, b * b, a * b]), _gaussian_1d())
+    mu1, mu2 = stats[:n], stats[n : 2 * n]
+    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+    s1 = stats[2 * n : 3 * n] - mu1_sq
+    s2 = stats[3 * n : 4 * n] - mu2_sq
+    s12 = stats[4 * n :] - mu12
+    ssim_map = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
+    return ssim_map.reshape(n, -1).mean(axis=1)
+
+
+def _channels_first(img):
+    return img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)
 
 
 def _ssim_2d(a, b):
-    """Mean SSIM of two float64 HxW images (Wang et al.'s ssim_index.m)."""
-    if min(a.shape) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {a.shape}")
-    c1 = (SSIM_K1 * DATA_RANGE) ** 2
-    c2 = (SSIM_K2 * DATA_RANGE) ** 2
-    g = _gaussian_1d()
-    # One filtering pass over the five stacked planes.
-    stats = _filter_valid(np.stack([a, b, a * a, b * b, a * b], axis=-1), g)
-    mu1, mu2 = stats[..., 0], stats[..., 1]
-    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = stats[..., 2] - mu1_sq
-    s2 = stats[..., 3] - mu2_sq
-    s12 = stats[..., 4] - mu12
-    ssim_map = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
-    return float(ssim_map.mean())
+    """Mean SSIM of two float64 HxW images."""
+    return float(_ssim_planes(a[None], b[None])[0])
 
 
 def ssim(hr, sr, shave=0, channel="y"):
     """SSIM between HR and (quantized) SR on Y or RGB (mean over channels), after cutting `shave` border pixels."""
     a, b = _prepare(hr, sr, shave, channel)
-    if a.ndim == 2:
-        return _ssim_2d(a, b)
-    return float(np.mean([_ssim_2d(a[..., c], b[..., c]) for c in range(a.shape[-1])]))
+    return float(_ssim_planes(_channels_first(a), _channels_first(b)).mean())
 
 
 def score(hr, sr, shave=0):
@@ -145,11 +153,10 @@ def score(hr, sr, shave=0):
     sr = quantize(sr)
     ya, yb = _prepare(hr, sr, shave, "y")
     ra, rb = _prepare(hr, sr, shave, "rgb")
-    if ra.ndim == 2:  # grey HR: the "rgb" numbers are the grey ones
-        ssim_rgb = _ssim_2d(ra, rb)
-    else:
-        ssim_rgb = float(np.mean([_ssim_2d(ra[..., c], rb[..., c]) for c in range(3)]))
-    return {"psnr_y": _psnr(ya, yb), "ssim_y": _ssim_2d(ya, yb), "psnr_rgb": _psnr(ra, rb), "ssim_rgb": ssim_rgb}
+    # Y and the RGB channels (one channel for grey HR) through one SSIM pass.
+    values = _ssim_planes(np.concatenate([ya[None], _channels_first(ra)]), np.concatenate([yb[None], _channels_first(rb)]))
+    return {"psnr_y": _psnr(ya, yb), "ssim_y": float(values[0]), "psnr_rgb": _psnr(ra, rb),
+            "ssim_rgb": float(values[1:].mean())}
 
 
 def psnr_metric(hr, sr):

@@ -1,0 +1,146 @@
+"""Score a model (or bicubic interpolation) on a list of LR/HR pairs with metrics.py.
+
+`evaluate` is shared by bench.py and train.py's validation. Pairs are `(stem, lr, hr)` triples where lr and
+hr are image paths (as `data.open_pairs` returns them) or uint8 arrays already in memory (fixed random
+crops for per-epoch validation). Each image is super-resolved with `inference.super_resolve`, rounded to
+8 bits and scored; the row holds the mean over images of each per-image number, as papers report.
+"""
+import os
+
+import numpy as np
+
+import metrics
+from utils import UserError
+
+BICUBIC = "bicubic"
+
+
+def bicubic_upscale(lr, scale):
+    """The bicubic baseline: MATLAB-exact bicubic upscaling of a uint8 LR image (grey stays grey)."""
+    import data
+
+    return data.imresize(np.asarray(lr), scale=scale)
+
+
+def _load(item, keep_grey=True):
+    """A pair element as a uint8 array: read paths with THE image reader, pass arrays through."""
+    if isinstance(item, np.ndarray):
+        return item
+    import data
+
+    return data.read_image(item, keep_grey=keep_grey)
+
+
+def _model_name(model):
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model)
+    name = getattr(model, "source_path", None) or getattr(model, "name", None)
+    return name or getattr(model, "__name__", None) or repr(model)
+
+
+def _as_predictor(model, scale, self_ensemble, tile, tile_overlap):
+    """lr uint8 -> float32 sHxsWxC (C = 3 or 6) for a keras model, a callable, or "bicubic"."""
+    if isinstance(model, str) and model == BICUBIC:
+        if self_ensemble:
+            raise UserError("--self-ensemble does not apply to the bicubic baseline")
+        return lambda lr: bicubic_upscale(lr, scale)
+    import keras
+
+    if isinstance(model, keras.Model) or callable(model):
+        import inference
+
+        def predict(lr):
+            return inference.super_resolve(model, lr, tile=tile, tile_overlap=tile_overlap,
+                                           self_ensemble=self_ensemble, scale=scale)
+
+        return predict
+    raise TypeError(f"cannot evaluate {model!r}: pass a keras model, a callable or 'bicubic'")
+
+
+# Pixel-pool the uncertainty metrics over the whole set while it fits in this many values; beyond that
+# (full DIV2K images) they are computed per image and averaged.
+POOL_LIMIT = 30_000_000
+
+
+def _uncertainty(hrs, means, logvars, shave):
+    """uncertainty.metrics over lists of images, or None when the module is not available."""
+    try:
+        import uncertainty
+    except ImportError:
+        return None
+    values = uncertainty.metrics(hrs, means, logvars, shave=shave)
+    return {k: float(v) for k, v in values.items()}
+
+
+def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=16, progress=True,
+             dataset=None, name=None):
+    """Evaluate `model` on `pairs` at `scale`; returns one result row (a JSON-able dict).
+
+    model: a keras model, a callable NHWC float32 -> NHWC, or the string "bicubic" (baseline; no model).
+    pairs: list of (stem, lr, hr) with paths or uint8 arrays; lr may be None (made from HR by MATLAB bicubic).
+    shave: border pixels cut before scoring; None -> scale (the benchmark-set convention). Use shave=0 and
+      row["psnr_rgb"] for the seed's DIV2K number.
+    Row keys: model, dataset, scale, psnr_y, ssim_y, psnr_rgb, ssim_rgb, shave, self_ensemble, tile,
+    num_images, per_image {stem: {psnr_y, ssim_y, psnr_rgb, ssim_rgb}}; for a log-variance model also
+    uncertainty (uncertainty.metrics of the unquantised mean, pixel-pooled over the set when it is small,
+    else averaged over images; see uncertainty_pooling), when that module is available.
+    """
+    scale = int(scale)
+    shave = scale if shave is None else int(shave)
+    predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap)
+    pairs = list(pairs)
+    if not pairs:
+        raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")
+    iterator = pairs
+    if progress:
+        from tqdm import tqdm
+
+        label = os.path.basename(str(name or _model_name(model)))
+        iterator = tqdm(pairs, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False,
+                        dynamic_ncols=True)
+    per_image, uncert, pooled, pooled_size = {}, [], [], 0
+    for stem, lr, hr in iterator:
+        hr = _load(hr, keep_grey=True)
+        if lr is None:
+            import data
+
+            h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
+            lr = data.imresize(hr[:h, :w], scale=1.0 / scale)
+        else:
+            lr = _load(lr, keep_grey=True)
+        if hr.ndim == 3 and lr.ndim == 2:
+            lr = np.stack([lr] * 3, axis=-1)
+        # Models take RGB; a grey LR (grey HR) goes in as three equal channels, and comes out scored on grey.
+        sr = np.asarray(predict(lr))
+        h, w = lr.shape[0] * scale, lr.shape[1] * scale
+        if sr.shape[0] != h or sr.shape[1] != w:
+            raise UserError(f"{_model_name(model)}: output {sr.shape[1]}x{sr.shape[0]} for a {lr.shape[1]}x"
+                            f"{lr.shape[0]} input is not x{scale}; is it a model of another scale?")
+        if hr.shape[0] < h or hr.shape[1] < w:
+            raise UserError(f"{stem}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale} ({w}x{h}); "
+                            f"wrong scale or mismatched LR file")
+        hr = hr[:h, :w]  # "modcrop": HR sizes not divisible by the scale lose their last rows/columns
+        mean = sr[..., :3] if sr.ndim == 3 else sr
+        per_image[stem] = metrics.score(hr, mean, shave=shave)
+        if sr.ndim == 3 and sr.shape[-1] == 6:
+            hr3 = hr if hr.ndim == 3 else np.stack([hr] * 3, axis=-1)
+            u = _uncertainty([hr3], [mean], [sr[..., 3:]], shave)
+            if u is not None:
+                uncert.append(u)
+                per_image[stem]["uncertainty"] = u
+                pooled_size += mean.size
+                pooled = pooled + [(hr3, mean, sr[..., 3:])] if pooled_size <= POOL_LIMIT else []
+    row = {"model": name or _model_name(model), "dataset": dataset, "scale": scale}
+    for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
+        row[key] = float(np.mean([v[key] for v in per_image.values()]))
+    row.update({"shave": shave, "self_ensemble": bool(self_ensemble), "tile": tile,
+                "num_images": len(per_image)})
+    if uncert:
+        if pooled_size <= POOL_LIMIT:
+            row["uncertainty"] = _uncertainty(*map(list, zip(*pooled)), shave)
+            row["uncertainty_pooling"] = "pixels of all images"
+        else:
+            row["uncertainty"] = {k: float(np.nanmean([u[k] for u in uncert])) for k in uncert[0]}
+            row["uncertainty_pooling"] = "mean over images"
+    row["per_image"] = per_image
+    return row
