@@ -151,3 +151,27 @@ def test_logvar_model_ensemble_shapes():
     # [-10, 10] as the loss does)
     np.testing.assert_allclose(ens[..., :3], plain[..., :3], atol=1e-3)
     np.testing.assert_allclose(ens[..., 3:], np.clip(plain[..., 3:], -10, 10), atol=1e-4)
+
+
+def test_jax_backend_tiles_and_jit(repo_root):
+    """The same routine on JAX: jitted fixed-shape tiles (stateless_call) equal the eager full image."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, keras, inference
+from test_inference import edsr_like
+from conftest import smooth_image
+m = edsr_like()
+img = smooth_image(np.random.default_rng(0), 70, 90)
+full = inference.super_resolve(m, img)
+tiled = inference.super_resolve(m, img, tile=32, tile_overlap=10, jit=True)
+assert keras.backend.backend() == "jax"
+assert full.shape == tiled.shape == (140, 180, 3), (full.shape, tiled.shape)
+print(float(np.abs(full - tiled).max()))
+"""
+    env = dict(__import__("os").environ, KERAS_BACKEND="jax", PYTHONPATH=f"{repo_root}:{repo_root / 'tests'}")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo_root,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) < 1.0
