@@ -93,23 +93,20 @@ def _split_skip(items, kernel_shape):
 
 
 def build_target(profile, scale):
-    """This project's model for a krasserm profile name such as wdsr-b-32, edsr-16."""
-    try:
-        import profiles
+    """This project's model for a profile name (profiles.PROFILES, or e.g. wdsr-b-4 for other depths)."""
+    import profiles
 
-        return profiles.build_from_profile(profile, scale)
-    except ImportError:
-        pass
+    if profile in profiles.PROFILES:
+        return profiles.build_from_profile(profile, scale)[0]
     import model as model_lib
 
-    m = re.fullmatch(r"(wdsr-[ab]|edsr)-(\d+)", profile)
+    m = re.fullmatch(r"(wdsr-[ab])-(\d+)", profile)
     if not m:
-        raise UserError(f"unknown profile {profile!r}; expected e.g. wdsr-b-32 or edsr-16")
+        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(profiles.PROFILES)} "
+                        f"(or wdsr-a-N / wdsr-b-N for N residual blocks)")
     arch, blocks = m.group(1), int(m.group(2))
-    if arch.startswith("wdsr"):
-        return model_lib.build_model(arch, scale, num_filters=32, num_res_blocks=blocks,
-                                     res_expansion=6 if arch == "wdsr-b" else 4, weightnorm=True)
-    return model_lib.build_model(arch, scale, num_filters=64 if blocks <= 16 else 256, num_res_blocks=blocks)
+    return model_lib.build_model(arch, scale, num_filters=32, num_res_blocks=blocks,
+                                 res_expansion=6 if arch == "wdsr-b" else 4, weightnorm=True)
 
 
 def load_krasserm_weights(model, h5_path):
