@@ -33,9 +33,9 @@ def build_parser():
     p.add_argument("-i", "--input", help="input folder (numpy, jpeg: image tree; bicubic: folder of HR images) "
                                          "or .h5 file (weights)")
     p.add_argument("-o", "--output", help="output folder (numpy, jpeg, bicubic, sample) or .keras file (weights)")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-95 for the jpeg command (default 90)")
-    p.add_argument("--scale", type=int, nargs="+", default=[2, 3, 4],
-                   help="scale(s) for bicubic (default 2 3 4) or the single model scale for weights")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 for the jpeg command (default 90, as the seed's bicubic_jpeg_90)")
+    p.add_argument("--scale", type=int, nargs="+", default=None,
+                   help="scale(s) for bicubic (default 2 3 4), or the model scale for weights (default 4)")
     p.add_argument("--profile", default="wdsr-b-32", help="model profile of the krasserm weights (weights command)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="parallel processes for numpy / jpeg / bicubic (default: all cores)")
@@ -51,7 +51,10 @@ def parse_args(argv):
     if positions and "-h" not in argv and "--help" not in argv:
         k = positions[-1]  # the last one: `-o sample sample` names the folder first
         argv = [argv[k]] + argv[:k] + argv[k + 1:]
-    return build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.scale is None:
+        args.scale = [4] if args.command == "weights" else [2, 3, 4]
+    return args
 
 
 # ----------------------------------------------------------------------------------------------------------
