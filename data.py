@@ -498,10 +498,30 @@ class _Source:
         self.shape = self.array.shape
 
 
+_MMAP_CACHE = []
+
+
+def _mmap_cache_size():
+    """How many memory maps to keep open: each holds a file descriptor, so stay well under the limit."""
+    if not _MMAP_CACHE:
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft != resource.RLIM_INFINITY and soft < 4096 and (hard == resource.RLIM_INFINITY or hard > soft):
+                # all 1600 DIV2K files stay mapped when allowed; reopening a map costs ~1 ms per patch
+                want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                soft = want
+            soft = 4096 if soft == resource.RLIM_INFINITY else soft
+        except (ImportError, OSError, ValueError):
+            soft = 512
+        _MMAP_CACHE.append(int(min(2048, max(32, soft // 2 - 64))))
+    return _MMAP_CACHE[0]
+
+
 class _PatchSampler:
     """Numpy-only batch logic shared by `PatchDataset` (kept free of Keras so it pickles and tests fast)."""
-
-    _MMAP_CACHE_SIZE = 128  # each open memory map holds a file descriptor
 
     def _setup(self, pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed):
         pairs = list(pairs)
@@ -547,15 +567,22 @@ class _PatchSampler:
     def _view(self, src):
         if src.array is not None:
             return src.array
-        m = self._mmaps.get(src.path)
+        cache = self._mmaps
+        m = cache.get(src.path)
         if m is None:
             # a plain ndarray over the mapped file: slicing it skips np.memmap's per-slice overhead
             m = np.load(src.path, mmap_mode="r").view(np.ndarray)
-            self._mmaps[src.path] = m
-            if len(self._mmaps) > self._MMAP_CACHE_SIZE:
-                self._mmaps.popitem(last=False)
+            cache[src.path] = m
+            while len(cache) > _mmap_cache_size():
+                try:  # threads share the cache: another one may have evicted the same entry
+                    cache.popitem(last=False)
+                except KeyError:
+                    break
         else:
-            self._mmaps.move_to_end(src.path)
+            try:
+                cache.move_to_end(src.path)
+            except KeyError:
+                pass
         return m
 
     def _rng(self, index):
