@@ -1,0 +1,104 @@
+"""Named model + training profiles (plain data), as in krasserm/wdsr's `train.py` and GRAM's `sr-resnet`.
+
+Each profile: {"arch": ..., "model": {build_model params}, "train": {loss, optimizer and schedule, batches}}.
+`resolve(name, overrides)` merges command-line overrides (None = not given); `build_from_profile` builds the model.
+Learning rates step-decay by `lr_decay` at `lr_boundaries` (optimizer steps): krasserm halves every 200 epochs
+of 1000 steps, i.e. at 200k steps; 300 epochs in all.
+"""
+import copy
+
+from utils import UserError
+
+MODEL_KEYS = ("num_filters", "num_res_blocks", "res_expansion", "res_scaling", "weightnorm", "pred_logvar")
+
+_TRAIN = {
+    "loss": "mae",
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "lr_boundaries": [200000],
+    "lr_decay": 0.5,
+    "ema": False,
+    "batch_size": 16,
+    "lr_patch": 48,
+    "epochs": 300,
+    "steps_per_epoch": 1000,
+    "num_init_batches": 0,
+}
+
+
+def _wdsr(block, num_res_blocks, res_expansion):
+    return {
+        "arch": f"wdsr-{block}",
+        "model": {"num_filters": 32, "num_res_blocks": num_res_blocks, "res_expansion": res_expansion,
+                  "res_scaling": None, "weightnorm": True, "pred_logvar": False},
+        "train": {**_TRAIN, "learning_rate": 1e-3},
+    }
+
+
+def _edsr(num_filters, num_res_blocks, res_scaling=None):
+    return {
+        "arch": "edsr",
+        "model": {"num_filters": num_filters, "num_res_blocks": num_res_blocks, "res_scaling": res_scaling,
+                  "weightnorm": False, "pred_logvar": False},
+        "train": {**_TRAIN, "learning_rate": 1e-4},
+    }
+
+
+PROFILES = {
+    # WDSR-B baseline (8 blocks as in the WDSR paper) and deeper variants; expansion 6.
+    "wdsr-b-8": _wdsr("b", 8, 6),
+    "wdsr-b-16": _wdsr("b", 16, 6),
+    "wdsr-b-32": _wdsr("b", 32, 6),
+    # WDSR-A; expansion 4 by default (the seed's experimental 3.55M models use --res-expansion 6).
+    "wdsr-a-8": _wdsr("a", 8, 4),
+    "wdsr-a-16": _wdsr("a", 16, 4),
+    "wdsr-a-32": _wdsr("a", 32, 4),
+    # EDSR baselines and the full EDSR (32 x 256, residual scaling 0.1).
+    "edsr-8": _edsr(64, 8),
+    "edsr-16": _edsr(64, 16),
+    "edsr": _edsr(256, 32, 0.1),
+    # SRResNet as trained by GRAM: MSE loss, Adam 1e-4.
+    "sr-resnet": {
+        "arch": "sr-resnet",
+        "model": {"num_filters": 64, "num_res_blocks": 16, "weightnorm": False, "pred_logvar": False},
+        "train": {**_TRAIN, "loss": "mse", "learning_rate": 1e-4},
+    },
+}
+
+
+def profile_names():
+    return list(PROFILES)
+
+
+def resolve(profile, overrides=None, **kwargs):
+    """Merged config {"profile", "arch", "model", "train"} of a profile and overrides (None values ignored).
+
+    Overrides are flat keys (`num_filters=...`, `learning_rate=...`): model keys go to "model", all others to
+    "train". They may be given as a dict, as keyword arguments, or both.
+    """
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    config = copy.deepcopy(PROFILES[profile])
+    config["profile"] = profile
+    for key, value in {**(overrides or {}), **kwargs}.items():
+        if value is None:
+            continue
+        if key in MODEL_KEYS:
+            if key not in config["model"]:
+                raise UserError(f"profile {profile} ({config['arch']}) has no {key.replace('_', '-')} option")
+            config["model"][key] = value
+        elif key == "arch":
+            raise UserError("the architecture comes from the profile; choose another profile instead")
+        else:
+            config["train"][key] = value
+    return config
+
+
+def build_from_profile(profile, scale, **overrides):
+    """(model, config) for a profile at `scale`; config as `resolve` plus "scale". What train.py calls."""
+    from model import build_model
+
+    config = resolve(profile, **overrides)
+    config["scale"] = int(scale)
+    model = build_model(config["arch"], int(scale), **config["model"])
+    return model, config
