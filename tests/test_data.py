@@ -286,3 +286,25 @@ def test_validation_crops_fixed_and_aligned(exact_div2k):
         assert np.array_equal(c.lr, d.lr) and np.array_equal(c.hr, d.hr)
         assert np.array_equal(data.imresize(c.hr, scale=0.5)[3:-3, 3:-3], c.lr[3:-3, 3:-3])
     assert len(data.validation_crops(pairs, 2, lr_patch=16)) == 2
+
+
+def test_patch_dataset_on_jax_backend(tiny_div2k, repo_root):
+    """numpy-only loader: a tiny fit() on the JAX backend consumes it (subprocess: one backend per process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import keras, data, numpy as np\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        f"pairs = data.open_pairs({str(tiny_div2k)!r}, 2, 'train')\n"
+        "ds = data.PatchDataset(pairs, 2, batch_size=2, lr_patch=8, steps=2, workers=2)\n"
+        "inp = keras.Input((None, None, 3))\n"
+        "model = keras.Model(inp, keras.layers.UpSampling2D(2)(keras.layers.Conv2D(3, 3, padding='same')(inp)))\n"
+        "model.compile('adam', 'mae')\n"
+        "hist = model.fit(ds, epochs=2, verbose=0)\n"
+        "assert len(hist.history['loss']) == 2 and ds.epoch >= 2  # Keras calls on_epoch_end per epoch\n"
+        "print('ok')\n")
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(repo_root))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo_root,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
