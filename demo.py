@@ -36,14 +36,16 @@ def build_parser():
                    help="scale of a krasserm .h5 weights file; default: read from its name (-x4-). "
                         ".keras models carry their own scale")
     p.add_argument("--tile", type=int, default=None,
-                   help="process in N x N LR tiles (for images too large for memory; XLA compiles once)")
+                   help="process in N x N LR tiles with a fixed shape (images too large for memory; "
+                        "e.g. 256)")
     p.add_argument("--tile-overlap", type=int, default=16,
                    help="LR pixels of context cropped from each tile side; results equal the untiled "
                         "output when it covers the model's receptive field (default 16)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="x8 geometric self-ensemble (rotations and flips, averaged): better, 8x slower")
     p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                   help="XLA compilation: auto = for tiles only (fixed shape), on, off (default auto)")
+                   help="XLA compilation: auto = for --tile on a GPU only (fixed tile shape, compiled once; on CPU "
+                        "eager TF was faster), on, off (default auto)")
     p.add_argument("--figure", action="store_true",
                    help="also write <stem>_figure.png: LR | bicubic | SR (| HR), or LR | SR | uncertainty "
                         "(| error) for a log-variance model")

@@ -4,9 +4,9 @@
 
 Compilation policy (measured on CPU, TF backend, see docs/demo.md):
 - full images (`tile=None`) run eagerly by default: every benchmark image has its own size, and an
-  XLA compile per shape costs far more than it saves;
-- tiles (`tile=N`) always have the shape `tile_batch x N x N x 3` (the last batch and small images are
-  padded), so with `jit=True` XLA compiles exactly once per model.
+  XLA compile per shape costs far more than it saves (on CPU XLA was slower than eager even when warm);
+- compiled tiles (`tile=N`, `jit=True`, the default on a GPU/TPU) always have the shape
+  `tile_batch x N x N x 3` (the last batch and small images are padded), so XLA compiles once per model.
 """
 import weakref
 
@@ -71,6 +71,22 @@ def _jit_call(model):
     return call
 
 
+_ACCELERATOR = []
+
+
+def has_accelerator():
+    """True when Keras sees a GPU/TPU (cached). On CPU, XLA was slower than eager even when warm."""
+    if not _ACCELERATOR:
+        try:
+            import keras
+
+            devices = keras.distribution.list_devices()
+        except Exception:  # backends without the distribution API (torch on CPU)
+            devices = []
+        _ACCELERATOR.append(any(not str(d).lower().startswith("cpu") for d in devices))
+    return _ACCELERATOR[0]
+
+
 def _predictor(model, jit):
     if not jit:
         return _eager_call(model)
@@ -122,7 +138,7 @@ def _pad_to(img, height, width):
     return np.pad(img, ((0, max(ph, 0)), (0, max(pw, 0)), (0, 0)), mode=mode)
 
 
-def _run_tiled(predict, img, scale, tile, overlap, tile_batch):
+def _run_tiled(predict, img, scale, tile, overlap, tile_batch, fixed_batch=True):
     h, w = img.shape[:2]
     padded = _pad_to(img, max(h, tile), max(w, tile))
     rows = _tile_starts(h, tile, overlap)
@@ -131,7 +147,8 @@ def _run_tiled(predict, img, scale, tile, overlap, tile_batch):
     out = None
     for b in range(0, len(jobs), tile_batch):
         chunk = jobs[b : b + tile_batch]
-        batch = np.zeros((tile_batch, tile, tile, img.shape[2]), np.float32)  # fixed batch shape: one compile
+        # compiled: a fixed batch shape (zero-filled), so XLA compiles once; eager: only the real tiles
+        batch = np.zeros((tile_batch if fixed_batch else len(chunk), tile, tile, img.shape[2]), np.float32)
         for i, ((ys, _, _), (xs, _, _)) in enumerate(chunk):
             batch[i] = padded[ys : ys + tile, xs : xs + tile]
         pred = predict(batch)
@@ -188,7 +205,8 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
       slightly from a full-image run).
     self_ensemble: EDSR's x8 geometric ensemble (rotations x flip, inverted and averaged; log-variance
       outputs combined by the law of total variance, see `combine_ensemble`).
-    jit: "auto" (XLA for fixed-shape tiles, eager for full images), True or False.
+    jit: "auto" (XLA for fixed-shape tiles on a GPU/TPU; eager otherwise: full images have a new shape
+      each, and on CPU XLA is slower than eager TF/oneDNN even when warm), True or False.
     scale: the upscaling factor; default read from the model (`model.model_scale`, cached).
     tile_batch: tiles per model call (fixed, the last batch is zero-filled).
     loss_mode: the log-variance convention ("l2" Gaussian / "l1" Laplace) used to combine the ensemble.
@@ -207,14 +225,14 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
 
             raise UserError(f"tile ({tile}) must be larger than twice the tile overlap ({tile_overlap})")
     if jit == "auto":
-        jit = tile is not None
+        jit = tile is not None and has_accelerator()
     predict = _predictor(model, bool(jit))
 
     def run(img):
         img = np.ascontiguousarray(img)
         if tile is None:
             return np.asarray(predict(img[None]), np.float32)[0]
-        return _run_tiled(predict, img, scale, tile, tile_overlap, tile_batch)
+        return _run_tiled(predict, img, scale, tile, tile_overlap, tile_batch, fixed_batch=bool(jit))
 
     if not self_ensemble:
         return run(lr)

@@ -67,8 +67,8 @@ def test_tiles_compile_once(image300):
     calls = []
     predict = inference._predictor(model, True)
     inference._cache(model)["jit"] = lambda x: (calls.append(x.shape), predict(x))[1]
-    inference.super_resolve(model, image300[:97, :131], tile=48, tile_overlap=8)
-    inference.super_resolve(model, image300[:20, :33], tile=48, tile_overlap=8)
+    inference.super_resolve(model, image300[:97, :131], tile=48, tile_overlap=8, jit=True)
+    inference.super_resolve(model, image300[:20, :33], tile=48, tile_overlap=8, jit=True)
     assert set(calls) == {(4, 48, 48, 3)}
 
 
