@@ -71,13 +71,15 @@ def list_images(folder):
 
 def _from_name(path, profile, scale):
     """Profile and scale of a krasserm weights file, from the arguments or its name (wdsr-a-32-x4-...h5)."""
-    name = os.path.basename(path).lower()
-    if profile is None:
-        m = re.match(r"((?:wdsr-[ab]|edsr)-\d+|sr-resnet)", name)
-        profile = m.group(1) if m else None
-    if scale is None:
-        m = re.search(r"x([2-4])(?:\D|$)", name)
-        scale = int(m.group(1)) if m else None
+    # the file name first (wdsr-a-32-x4-psnr-29.1736.h5), then its folder (krasserm-wdsr-b-32-x4/weights.h5)
+    names = [os.path.basename(path).lower(), os.path.basename(os.path.dirname(os.path.abspath(path))).lower()]
+    for name in names:
+        if profile is None:
+            m = re.search(r"((?:wdsr-[ab]|edsr)-\d+|sr-resnet)", name)
+            profile = m.group(1) if m else None
+        if scale is None:
+            m = re.search(r"(?:^|[^a-z0-9])x([2-4])(?:\D|$)", name)
+            scale = int(m.group(1)) if m else None
     if profile is None or scale is None:
         raise UserError(f"{path} is a Keras 2 weights file: give its --profile (e.g. wdsr-a-32) and --scale")
     return profile, scale
@@ -130,7 +132,12 @@ def _read_hr(hr_dir, stem, sr_shape):
     """HR image for `stem` cropped to the SR size, or None (with a warning when it does not fit)."""
     import data
 
-    path = data._find_file(hr_dir, stem) if hasattr(data, "_find_file") else None
+    path = None
+    # benchmark layouts name LR files <stem>x<s> (LR_bicubic/X4/babyx4.png vs HR/baby.png)
+    for name in (stem, re.sub(r"x\d$", "", stem)):
+        for ext in INPUT_EXTS + (".npy",):
+            if path is None and os.path.isfile(os.path.join(hr_dir, name + ext)):
+                path = os.path.join(hr_dir, name + ext)
     if path is None:
         utils.warn(f"no HR image for {stem} in {hr_dir}; figure without HR")
         return None

@@ -151,5 +151,6 @@ def test_demo_unreadable_image_is_skipped(models, tmp_path, capsys):
 def test_krasserm_name_parsing():
     assert demo._from_name("/x/wdsr-a-32-x4-psnr-29.1736.h5", None, None) == ("wdsr-a-32", 4)
     assert demo._from_name("weights.h5", "wdsr-b-32", 4) == ("wdsr-b-32", 4)
+    assert demo._from_name("/w/krasserm-wdsr-b-32-x4/weights.h5", None, None) == ("wdsr-b-32", 4)
     with pytest.raises(demo.UserError, match="--profile"):
         demo._from_name("weights.h5", None, None)
