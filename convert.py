@@ -136,7 +136,7 @@ def _numpy_job(job):
 
     src, dst = job
     try:
-        arr = data.read_image(src)
+        arr = data.read_image(src, keep_grey=True)  # grey stays HxW, so the .npy reads exactly like the image
     except UserError as e:
         return str(e)
     with atomic_path(dst) as tmp:
@@ -145,7 +145,7 @@ def _numpy_job(job):
 
 
 def cmd_numpy(args):
-    """Mirror every image under -i as uint8 HxWx3 .npy under -o (same relative paths, .npy suffix)."""
+    """Mirror every image under -i as uint8 HxWx3 .npy (HxW for grey) under -o (same relative paths, .npy suffix)."""
     import data
 
     _need_input_dir(args)

@@ -489,9 +489,12 @@ class _Source:
                 m = np.load(self.path, mmap_mode="r")
             except (OSError, ValueError) as e:
                 raise UserError(f"cannot read {self.path}: {e}; delete it and re-run the numpy conversion") from None
-            if m.dtype != np.uint8 or m.ndim != 3 or m.shape[2] != 3:
-                raise UserError(f"{self.path}: expected a uint8 HxWx3 array, got {m.dtype} {m.shape}; re-convert it")
-            self.shape = m.shape
+            if m.dtype == np.uint8 and m.ndim == 3 and m.shape[2] == 3:
+                self.shape = m.shape
+                return
+            # grey (HxW) or unusual arrays: load and convert once, keep in memory
+            self.path, self.array = None, read_image(path_or_array)
+            self.shape = self.array.shape
             return
         else:
             self.path, self.array = None, read_image(path_or_array)

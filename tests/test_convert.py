@@ -147,3 +147,20 @@ def test_sample_dataset(tmp_path):
     before = {p: os.path.getmtime(out / p) for p in _npy_files(out)}
     convert.main(["-o", str(out), "sample"])  # complete: nothing redone
     assert before == {p: os.path.getmtime(out / p) for p in _npy_files(out)}
+
+
+def test_numpy_grey_and_rgba_read_like_the_png(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    grey = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    Image.fromarray(grey).save(src / "g.png")
+    rgba = np.random.default_rng(0).integers(0, 256, (6, 8, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(src / "a.png")
+    convert.main(["-i", str(src), "-o", str(tmp_path / "bin"), "--workers", "1", "numpy"])
+    for name in ("g", "a"):
+        for keep_grey in (False, True):
+            assert np.array_equal(data.read_image(tmp_path / "bin" / f"{name}.npy", keep_grey=keep_grey),
+                                  data.read_image(src / f"{name}.png", keep_grey=keep_grey))
+    assert np.load(tmp_path / "bin" / "g.npy").shape == (6, 8)
+    assert np.load(tmp_path / "bin" / "a.npy").shape == (6, 8, 3)
+    assert data._Source(str(tmp_path / "bin" / "g.npy")).shape == (6, 8, 3)  # the loader copes with grey .npy
