@@ -78,19 +78,22 @@ def main(argv=None):
     print(f"backend {keras.backend.backend()}, {args.arch} x{args.scale} {args.filters}f/{args.blocks}b, "
           f"{args.images} images, LR sides {args.min_size}-{args.max_size}, {os.cpu_count()} CPUs")
     ref = None
-    print(f"{'option':12s} {'first pass s':>13s} {'warm pass s':>12s} {'warm s/Mpx':>11s} {'inner diff':>10s}")
+    print(f"{'option':12s} {'first pass s':>13s} {'warm pass s':>12s} {'first cpu':>10s} {'warm cpu':>10s} "
+          f"{'warm s/Mpx':>11s} {'inner diff':>10s}")
     mpx = sum(h * w for h, w in sizes) / 1e6
     for name in args.options.split(","):
         fn = runs[name]
-        times = []
+        times, cpu = [], []
         for _ in range(2):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             outs = [np.asarray(fn(lr)) for lr in images]
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)  # CPU seconds of all threads: less sensitive to other load
         ref = outs if ref is None else ref
         m = 16 * args.scale  # padding (bucket) changes only pixels within the receptive field of the border
         diff = max(float(np.abs(a - b)[m:-m, m:-m].max()) for a, b in zip(outs, ref))
-        print(f"{name:12s} {times[0]:13.2f} {times[1]:12.2f} {times[1] / mpx:11.2f} {diff:10.3f}", flush=True)
+        print(f"{name:12s} {times[0]:13.2f} {times[1]:12.2f} {cpu[0]:10.2f} {cpu[1]:10.2f} {times[1] / mpx:11.2f} "
+              f"{diff:10.3f}", flush=True)
 
 
 if __name__ == "__main__":
