@@ -238,15 +238,16 @@ def imresize(img, scale=None, output_shape=None):
     for axis in order:
         n_in, n_out = (h, out_h) if axis == 0 else (w, out_w)
         weights, idx = _contributions(n_in, n_out, scales[axis])
-        if axis == 0:
-            acc = np.zeros((n_out,) + out.shape[1:])
-            for p in range(weights.shape[1]):  # summing tap by tap keeps MATLAB's order of additions
-                acc += weights[:, p].reshape((-1,) + (1,) * (out.ndim - 1)) * out[idx[:, p]]
-        else:
-            acc = np.zeros(out.shape[:1] + (n_out,) + out.shape[2:])
-            for p in range(weights.shape[1]):
-                acc += weights[:, p].reshape((1, -1) + (1,) * (out.ndim - 2)) * out[:, idx[:, p]]
-        out = acc
+        # resize along axis 0 only: gathering whole rows is a fast contiguous copy (the width pass transposes)
+        src = np.ascontiguousarray(np.swapaxes(out, 0, 1)) if axis == 1 else out
+        acc = np.zeros((n_out,) + src.shape[1:])
+        tap = np.empty_like(acc)
+        shape = (-1,) + (1,) * (src.ndim - 1)
+        for p in range(weights.shape[1]):  # summing tap by tap keeps MATLAB's order of additions
+            np.take(src, idx[:, p], axis=0, out=tap)
+            tap *= weights[:, p].reshape(shape)
+            acc += tap
+        out = np.swapaxes(acc, 0, 1) if axis == 1 else acc
         if is_uint8:
             out = np.clip(_round_half_away(out), 0, 255)
     if is_uint8:
