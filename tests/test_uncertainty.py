@@ -178,3 +178,24 @@ def test_gram_study_plumbing(tmp_path, repo_root):
                                       "train_seconds": None}})
     lines = text.splitlines()
     assert len(lines) == 4 and "| plain L2 (MSE) | 30.00 | 0.9000 | – |" in lines[2] and "1.50" in lines[3]
+
+
+def test_fast_paths_match_sorting_references():
+    """The binned sparsification sums and coverage counts equal the plain argsort / sort versions."""
+    rng = np.random.default_rng(7)
+    n = 5003
+    for key in (rng.random(n), rng.integers(0, 7, n).astype(float), np.full(n, 2.0)):  # ties, all tied
+        values = rng.random(n)
+        keep = np.maximum(n - np.round(np.arange(50) / 50 * n).astype(np.int64), 1)
+        want = np.cumsum(values[np.argsort(key, kind="stable")])[keep - 1]
+        np.testing.assert_allclose(uncertainty._kept_sums(key, values, keep), want, rtol=1e-12)
+    err, sigma = rng.standard_normal(n) * 3, rng.uniform(1, 5, n)
+    nominal, observed, _ = uncertainty.calibration(err, sigma)
+    t = np.sort(np.abs(err) / sigma)
+    z = stats.norm.ppf((1 + nominal) / 2)
+    np.testing.assert_allclose(observed, np.searchsorted(t, z, side="right") / n)
+    # subsampled Spearman stays close to the full one
+    big_err = rng.standard_normal(600_000)
+    big_sigma = np.abs(big_err) + rng.uniform(0, 2, big_err.size)
+    full = stats.spearmanr(big_sigma, np.abs(big_err)).statistic
+    assert uncertainty.spearman(big_err, big_sigma) == pytest.approx(full, abs=0.01)
