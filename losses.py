@@ -22,8 +22,9 @@ With clipping, sigma spans 0.86 .. 18900 grey levels in L2 mode (s = -10 .. 10).
 
 `--attention` multiplies the per-pixel loss by the mask sigmoid(s); `--block_attention_gradient` holds the
 mask constant (stop_gradient), so d loss / d mu is the plain NLL gradient rescaled by sigmoid(s), i.e.
-the L2 gradient 2 (mu - y) rescaled by sigmoid(s) * exp(-s), while s still fits the residual (its optimum
-is unchanged). That is GRAM.
+the L2 gradient 2 (mu - y) rescaled by sigmoid(s) * exp(-s) = 1 / (1 + exp(s)), a factor in (0, 1) (the
+NLL's exp(-s) is unbounded on confident pixels), while s still fits the residual (its optimum is
+unchanged). That is GRAM.
 """
 import math
 
