@@ -6,6 +6,10 @@ import tempfile
 import warnings
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2, no traceback."""
 
@@ -41,6 +45,7 @@ def atomic_path(path):
         raise UserError(f"cannot write to {directory}: {e.strerror}; choose a writable output directory") from e
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
