@@ -27,13 +27,16 @@ ROOT = os.path.dirname(HERE)
 # name -> (framework, environment, description). Keras settings also take --steps-per-execution.
 SETTINGS = {
     "tf-xla": ("keras", {"KERAS_BACKEND": "tensorflow"}, "Keras/TensorFlow, jit_compile=True (XLA)"),
-    "tf": ("keras", {"KERAS_BACKEND": "tensorflow"}, "Keras/TensorFlow, jit_compile=False (oneDNN)"),
-    "tf-eigen": ("keras", {"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "0"},
-                 "Keras/TensorFlow, jit_compile=False, TF_ENABLE_ONEDNN_OPTS=0 (Eigen kernels)"),
+    "tf": ("keras", {"KERAS_BACKEND": "tensorflow"}, "Keras/TensorFlow, jit_compile=False"),
+    # TF turns oneDNN on by default only on CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere (e.g. AVX2-only
+    # AMD EPYC) "tf" runs Eigen kernels, and this setting forces oneDNN on.
+    "tf-onednn": ("keras", {"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"},
+                  "Keras/TensorFlow, jit_compile=False, TF_ENABLE_ONEDNN_OPTS=1"),
     "jax": ("keras", {"KERAS_BACKEND": "jax"}, "Keras/JAX (always XLA-compiled)"),
     "keras-torch": ("keras", {"KERAS_BACKEND": "torch"}, "Keras/PyTorch backend, jit_compile=False"),
     "torch": ("torch", {}, "plain PyTorch, NCHW (reference)"),
     "torch-cl": ("torch", {}, "plain PyTorch, channels_last memory format"),
+    "torch-fused": ("torch", {}, "plain PyTorch, channels_last, Adam(fused=True)"),
 }
 DEFAULT_BACKENDS = "tf-xla,tf,torch"
 REFERENCE = "torch"
@@ -57,7 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--steps-per-execution", type=int, default=1,
                    help="Keras steps_per_execution for the Keras settings (default 1)")
     p.add_argument("--backends", default=DEFAULT_BACKENDS,
-                   help=f"comma-separated settings, or 'all'; choices: {', '.join(SETTINGS)} "
+                   help=f"comma-separated settings, or 'all'; choices: {', '.join(SETTINGS)}; a Keras "
+                        "setting may end in @N to use steps_per_execution=N for it only, e.g. tf@4 "
                         f"(default {DEFAULT_BACKENDS})")
     p.add_argument("--sequential", action="store_true",
                    help="time each setting alone instead of in interleaved rounds (uses less memory)")
@@ -65,7 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one setting, talk over stdin/stdout
     args = p.parse_args(argv)
     names = list(SETTINGS) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
-    bad = [b for b in names if b not in SETTINGS]
+    bad = [b for b in names if not _valid(b)]
     if bad:
         p.error(f"unknown setting(s) {', '.join(bad)}; choose from {', '.join(SETTINGS)}")
     if min(args.steps, args.batch_size, args.patch, args.threads, args.inter_threads,
@@ -74,6 +78,17 @@ def parse_args(argv=None):
                 "must be positive, --warmup non-negative")
     args.names = names
     return args
+
+
+def split_name(name):
+    """'tf@4' -> ('tf', 4); 'tf' -> ('tf', None)."""
+    base, _, spe = name.partition("@")
+    return base, int(spe) if spe else None
+
+
+def _valid(name):
+    base, _, spe = name.partition("@")
+    return base in SETTINGS and (not spe or (spe.isdigit() and int(spe) >= 1 and SETTINGS[base][0] == "keras"))
 
 
 # ----------------------------------------------------------------------------------------------- workers
@@ -93,14 +108,11 @@ def _keras_worker(name, args, chunk):
     import keras
 
     sys.path.insert(0, ROOT)
-    try:
-        from model import build_model, count_params
-    except ImportError:  # TEMPORARY stand-in until model/ lands
-        build_model, count_params = _standin_build, lambda m: m.count_params()
+    from model import build_model, count_params
 
     keras.utils.set_random_seed(0)
     model = build_model("edsr", 2, num_filters=64, num_res_blocks=16)
-    jit = {"tf-xla": True, "tf": False, "tf-eigen": False, "jax": True, "keras-torch": False}[name]
+    jit = {"tf-xla": True, "tf": False, "tf-onednn": False, "jax": True, "keras-torch": False}[name]
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mae", jit_compile=jit,
                   steps_per_execution=args.steps_per_execution)
     rng = np.random.default_rng(0)
@@ -121,28 +133,9 @@ def _keras_worker(name, args, chunk):
     if backend == "tensorflow":
         import tensorflow as tf
         info["tensorflow"] = tf.__version__
-        info["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")
+        from tensorflow.python.util import _pywrap_util_port
+        info["onednn"] = bool(_pywrap_util_port.IsMklEnabled())  # what TF actually decided
     return run, info
-
-
-def _standin_build(arch, scale, num_filters=64, num_res_blocks=16):
-    import keras
-    from keras import layers, ops
-    mean = ops.convert_to_tensor([0.4488 * 255, 0.4371 * 255, 0.4040 * 255])
-    x_in = keras.Input((None, None, 3))
-    x = layers.Lambda(lambda t: (t - mean) / 127.5)(x_in)
-    x = b = layers.Conv2D(num_filters, 3, padding="same")(x)
-    for _ in range(num_res_blocks):
-        y = layers.Conv2D(num_filters, 3, padding="same", activation="relu")(b)
-        y = layers.Conv2D(num_filters, 3, padding="same")(y)
-        b = layers.Add()([b, y])
-    b = layers.Conv2D(num_filters, 3, padding="same")(b)
-    x = layers.Add()([x, b])
-    x = layers.Conv2D(num_filters * 4, 3, padding="same")(x)
-    x = layers.Lambda(lambda t: ops.depth_to_space(t, 2))(x)
-    x = layers.Conv2D(3, 3, padding="same")(x)
-    x = layers.Lambda(lambda t: t * 127.5 + mean)(x)
-    return keras.Model(x_in, x)
 
 
 def _torch_worker(name, args, chunk):
@@ -154,9 +147,9 @@ def _torch_worker(name, args, chunk):
 
     torch.manual_seed(0)
     model = EDSR(scale=2, num_filters=64, num_res_blocks=16)
-    fmt = torch.channels_last if name == "torch-cl" else torch.contiguous_format
+    fmt = torch.contiguous_format if name == "torch" else torch.channels_last
     model = model.to(memory_format=fmt)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=name == "torch-fused" or None)
     loss_fn = torch.nn.L1Loss()
     b, p = args.batch_size, args.patch
     g = torch.Generator().manual_seed(0)
@@ -177,14 +170,14 @@ def _torch_worker(name, args, chunk):
         return time.perf_counter() - t
 
     info = {"params": count_params(model), "torch": torch.__version__,
-            "memory_format": "channels_last" if name == "torch-cl" else "NCHW",
+            "memory_format": "NCHW" if name == "torch" else "channels_last",
             "mkldnn": torch.backends.mkldnn.is_available()}
     return run, info
 
 
 def worker_main(args):
     """One setting in this process: build, warm up, then time chunks on request from the parent."""
-    name = args.worker
+    name, _ = split_name(args.worker)
     framework = SETTINGS[name][0]
     chunk = args.steps_per_execution if framework == "keras" else 1
     out = sys.stdout
@@ -214,7 +207,8 @@ def worker_main(args):
 # ------------------------------------------------------------------------------------------------ parent
 
 def _start(name, args):
-    framework, env_extra, _ = SETTINGS[name]
+    base, spe = split_name(name)
+    framework, env_extra, _ = SETTINGS[base]
     if framework == "torch" or env_extra.get("KERAS_BACKEND") == "torch":
         try:
             import importlib.util
@@ -232,7 +226,7 @@ def _start(name, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--patch", str(args.patch),
            "--threads", str(args.threads), "--inter-threads", str(args.inter_threads),
-           "--steps-per-execution", str(args.steps_per_execution), "--backends", name]
+           "--steps-per-execution", str(spe or args.steps_per_execution), "--backends", name]
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, bufsize=1)
     return proc, None
@@ -315,6 +309,13 @@ def measure(args):
     return results
 
 
+def describe(name, info):
+    text = SETTINGS[split_name(name)[0]][2]
+    if "steps_per_execution" in info:
+        text += f", steps_per_execution={info['steps_per_execution']}"
+    return text
+
+
 def report(args, results):
     rows = []
     for name in args.names:
@@ -328,15 +329,15 @@ def report(args, results):
     ref = next((m for n, m, _ in rows if n == REFERENCE), None)
     print(f"\nedsr-16 x2 training step: batch {args.batch_size}, LR {args.patch} px -> HR {2 * args.patch} px, "
           f"L1, Adam; {args.threads} intra-op / {args.inter_threads} inter-op threads, "
-          f"{os.cpu_count()} cores; steps_per_execution {args.steps_per_execution} (Keras)")
+          f"{os.cpu_count()} cores")
     print(f"{'setting':<12} {'median s/step':>13} {'min':>7} {'max':>7} {'n':>3} {'warmup s':>9} "
           f"{'vs torch':>8}  description")
     for name, med, res in rows:
         t = res["times"]
         ratio = f"{med / ref:.3f}" if ref else "-"
         print(f"{name:<12} {med:>13.3f} {min(t):>7.3f} {max(t):>7.3f} {len(t):>3} "
-              f"{res['info']['warmup_s']:>9.1f} {ratio:>8}  {SETTINGS[name][2]}")
-    keras_rows = [(n, m) for n, m, _ in rows if SETTINGS[n][0] == "keras"]
+              f"{res['info']['warmup_s']:>9.1f} {ratio:>8}  {describe(name, res['info'])}")
+    keras_rows = [(n, m) for n, m, _ in rows if SETTINGS[split_name(n)[0]][0] == "keras"]
     params = {n: r["info"]["params"] for n, _, r in rows}
     if len(set(params.values())) > 1:
         print(f"WARNING: parameter counts differ: {params}")
