@@ -59,7 +59,8 @@ def test_tiled_equals_full(make, image300):
     for jit in (False, True):
         tiled = inference.super_resolve(model, image300, tile=64, tile_overlap=12, jit=jit)
         assert tiled.shape == full.shape
-        assert np.abs(tiled - full).max() < 1.0, jit  # receptive field radius < 12 LR pixels
+        # receptive field radius < 12 LR pixels: equal up to float rounding (the spec asks for < 1 grey level)
+        assert np.abs(tiled - full).max() < 1e-2, jit
 
 
 def test_tiles_compile_once(image300):
