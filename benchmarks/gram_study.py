@@ -36,11 +36,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from utils import UserError, atomic_path, run_cli  # noqa: E402
 
 VARIANTS = {
+    "bicubic": ("bicubic (reference)", None),
     "plain": ("plain L2 (MSE)", ["--loss", "mse"]),
     "nll": ("NLL", ["--loss", "mse", "--pred_logvar"]),
     "gram": ("GRAM (NLL + attention + gradient block)",
              ["--loss", "mse", "--pred_logvar", "--attention", "--block_attention_gradient"]),
 }
+TRAINED = ("plain", "nll", "gram")
 # Options forwarded to train.py when given (dest, flag).
 TRAIN_OPTIONS = [("profile", "--profile"), ("scale", "--scale"), ("dataset", "--dataset"),
                  ("epochs", "--epochs"), ("steps_per_epoch", "--steps-per-epoch"), ("batch_size", "--batch-size"),
@@ -71,6 +73,8 @@ def build_parser():
     p.add_argument("--runs", nargs="+", metavar="VARIANT=RUN_DIR",
                    help="skip training: score these existing train.py run directories")
     p.add_argument("--tile", type=int, help="tile size for inference on large validation images")
+    p.add_argument("--no-bicubic", dest="bicubic", action="store_false",
+                   help="leave out the bicubic-upscaling reference row")
     p.add_argument("--plots", metavar="DIR", help="write sparsification and calibration PNGs of nll/gram here")
     p.add_argument("--markdown", metavar="PATH", help="also write the table (with its budget) to this file")
     p.add_argument("--json", metavar="PATH", help="also write all numbers as JSON")
@@ -127,6 +131,14 @@ def check_variant(variant, config, run_dir):
         raise UserError(f"{run_dir}: args.json records {got}, not the {variant} variant {want}")
 
 
+def validation_pairs(config, args):
+    import data
+
+    return data.open_pairs(config["dataset"], int(config["scale"]), subset="valid",
+                           downgrade=config.get("downgrade", "bicubic"),
+                           images=args.validation_images or config.get("validation_images"))
+
+
 def score(model, config, args):
     """PSNR/SSIM row of evaluation.evaluate plus uncertainty curves (own loss_mode) for 6-channel models."""
     import numpy as np
@@ -137,8 +149,7 @@ def score(model, config, args):
     import uncertainty
 
     scale = int(config["scale"])
-    pairs = data.open_pairs(config["dataset"], scale, subset="valid", downgrade=config.get("downgrade", "bicubic"),
-                            images=args.validation_images or config.get("validation_images"))
+    pairs = validation_pairs(config, args)
     row = evaluation.evaluate(model, pairs, scale, shave=scale, tile=args.tile, progress=False)
     curves = None
     if config.get("pred_logvar"):
@@ -213,16 +224,16 @@ def main(argv=None):
     args, extra = build_parser().parse_known_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
-        if v not in VARIANTS:
-            raise UserError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        if v not in TRAINED:
+            raise UserError(f"unknown variant {v!r}; choose from {', '.join(TRAINED)}")
     runs = {}
     if args.runs:
         for item in args.runs:
             name, sep, run_dir = item.partition("=")
-            if not sep or name not in VARIANTS:
-                raise UserError(f"--runs expects VARIANT=RUN_DIR with VARIANT in {', '.join(VARIANTS)}, got {item!r}")
+            if not sep or name not in TRAINED:
+                raise UserError(f"--runs expects VARIANT=RUN_DIR with VARIANT in {', '.join(TRAINED)}, got {item!r}")
             runs[name] = (run_dir, None)
-        variants = [v for v in VARIANTS if v in runs]
+        variants = [v for v in TRAINED if v in runs]
     else:
         import keras
 
@@ -245,6 +256,13 @@ def main(argv=None):
         results[v] = {"run_dir": run_dir, "checkpoint": path, "train_seconds": seconds, "row": row, "curves": curves}
         print(f"== {v}: scored {path}", flush=True)
 
+    if args.bicubic:
+        import evaluation
+
+        scale = int(config["scale"])
+        row = evaluation.evaluate("bicubic", validation_pairs(config, args), scale, shave=scale, progress=False)
+        results = {"bicubic": {"run_dir": None, "checkpoint": None, "train_seconds": None, "row": row,
+                               "curves": None}, **results}
     hw = hardware()
     num_images = next(iter(results.values()))["row"]["num_images"]
     text = budget_line(config, num_images, hw) + "\n\n" + table(results) + "\n"
