@@ -183,13 +183,21 @@ def combine_ensemble(outputs, loss_mode="l2"):
     var = mean_k(sigma_k^2) + var_k(mu_k), sigma_k from s_k by `losses.sigma_from_logvar` (L2 mode:
     sigma^2 = 127.5^2 exp(s)); the result is converted back to s with `losses.logvar_from_sigma`.
     """
-    stack = np.stack([np.asarray(o, np.float64) for o in outputs])
-    if stack.shape[-1] == 3:
-        return stack.mean(axis=0).astype(np.float32)
-    mu = stack[..., :3]
-    var = (logvar_to_std(stack[..., 3:], loss_mode).astype(np.float64) ** 2).mean(axis=0) + mu.var(axis=0)
+    # streamed (outputs may be a generator): one running sum per moment instead of 8 full-size copies
+    n, total, total_sq, total_var = 0, 0.0, 0.0, 0.0
+    for out in outputs:
+        out = np.asarray(out, np.float64)
+        n += 1
+        total = total + out[..., :3]
+        if out.shape[-1] == 6:
+            total_sq = total_sq + out[..., :3] ** 2
+            total_var = total_var + logvar_to_std(out[..., 3:], loss_mode).astype(np.float64) ** 2
+    mean = total / n
+    if out.shape[-1] == 3:
+        return mean.astype(np.float32)
+    var = total_var / n + np.maximum(total_sq / n - mean**2, 0.0)
     s = _std_to_logvar(np.sqrt(np.maximum(var, 1e-300)), loss_mode)
-    return np.concatenate([mu.mean(axis=0), s], axis=-1).astype(np.float32)
+    return np.concatenate([mean, s], axis=-1).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -236,7 +244,7 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
 
     if not self_ensemble:
         return run(lr)
-    return combine_ensemble([_inverse(run(_transform(lr, k, f)), k, f) for k, f in TRANSFORMS], loss_mode)
+    return combine_ensemble((_inverse(run(_transform(lr, k, f)), k, f) for k, f in TRANSFORMS), loss_mode)
 
 
 def logvar_to_std(logvar, loss_mode="l2"):
