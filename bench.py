@@ -215,6 +215,8 @@ def main(argv=None):
 
     rows, seed_json = [], {}
     model_scales = []
+    names = [os.path.basename(p) for p in paths]
+    unique = len(set(names)) == len(names)  # table rows by file name, or by path when names repeat
     for path in paths:
         import keras
 
@@ -224,7 +226,7 @@ def main(argv=None):
             raise UserError(f"checkpoint {path} is a x{scale} model but --scale {' '.join(map(str, args.scale))} "
                             f"was asked; drop --scale or pick checkpoints of that scale")
         model_scales.append(scale)
-        label = os.path.basename(path) + (" +SE" if args.self_ensemble else "")
+        label = (os.path.basename(path) if unique else path) + (" +SE" if args.self_ensemble else "")
         model_rows = run(model, scale, path, label)
         rows.extend(model_rows)
         seed_json[path] = model_rows[0][primary_metric(model_rows[0])[0]]
