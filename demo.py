@@ -177,6 +177,13 @@ def make_figure(path, lr, sr, scale, hr=None, std=None, title=None):
     return figures.comparison_figure(path, panels, suptitle=title)
 
 
+def _out_of_memory(e):
+    """MemoryError, or a backend's out-of-memory error (TF ResourceExhaustedError, XLA RESOURCE_EXHAUSTED...)."""
+    text = f"{type(e).__name__} {e}".lower()
+    return isinstance(e, MemoryError) or "resourceexhausted" in text or "resource_exhausted" in text \
+        or "out of memory" in text
+
+
 def _save_npy(path, array):
     with utils.atomic_path(path) as tmp:
         np.save(tmp, np.asarray(array, np.float32))
@@ -213,8 +220,15 @@ def main(argv=None):
             tqdm.write(f"error: {e}", file=sys.stderr)
             failed.append(os.path.basename(path))
             continue
-        out = inference.super_resolve(model, lr, tile=args.tile, tile_overlap=args.tile_overlap,
-                                      self_ensemble=args.self_ensemble, jit=jit, scale=scale, loss_mode=args.loss_mode)
+        try:
+            out = inference.super_resolve(model, lr, tile=args.tile, tile_overlap=args.tile_overlap,
+                                          self_ensemble=args.self_ensemble, jit=jit, scale=scale,
+                                          loss_mode=args.loss_mode)
+        except Exception as e:
+            if _out_of_memory(e):
+                raise UserError(f"out of memory on {path} ({lr.shape[1]}x{lr.shape[0]}); "
+                                f"retry with --tile 256 (or smaller)") from None
+            raise
         sr = np.clip(np.round(out[..., :3]), 0, 255).astype(np.uint8)
         out_path = os.path.join(args.output, stem + ".png")
         if os.path.exists(out_path) and os.path.samefile(out_path, path):

@@ -154,3 +154,14 @@ def test_krasserm_name_parsing():
     assert demo._from_name("/w/krasserm-wdsr-b-32-x4/weights.h5", None, None) == ("wdsr-b-32", 4)
     with pytest.raises(demo.UserError, match="--profile"):
         demo._from_name("weights.h5", None, None)
+
+
+def test_out_of_memory_becomes_one_line_hint(models, images, tmp_path, capsys, monkeypatch):
+    import inference
+
+    def boom(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(inference, "super_resolve", boom)
+    lr, _ = images
+    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"]), "--tile")
