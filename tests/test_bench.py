@@ -159,3 +159,16 @@ def test_markdown_table_layout():
     assert table[2] == "| Bicubic | 33.66 / 0.9299 | - |"
     assert re.fullmatch(r"\| m\.keras \| 37\.00 / 0\.9500 \| 34\.50 / 0\.9300 \|", table[3])
     assert bench.epoch_of(os.path.join("x", "epoch-012-psnr-30.1000.keras")) == 12
+
+
+def test_evaluate_logvar_model_adds_uncertainty():
+    import model as model_lib
+
+    m = model_lib.build_model("edsr", 2, num_filters=4, num_res_blocks=1, pred_logvar=True)
+    rng = np.random.default_rng(1)
+    triples = [(f"i{k}", rng.integers(0, 256, (12, 12, 3), dtype=np.uint8),
+                rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for k in range(2)]
+    row = evaluation.evaluate(m, triples, 2, shave=0, progress=False)
+    assert {"nll", "ause_rmse", "spearman", "calibration_error"} <= set(row["uncertainty"])
+    assert row["uncertainty_pooling"] == "pixels of all images"
+    assert "uncertainty" in row["per_image"]["i0"]
