@@ -1,7 +1,8 @@
 """Full-image inference on images of different sizes: which way of calling the model is fastest?
 
 Options timed (first pass includes any compilation, second pass is warm):
-  eager      model(x, training=False), op by op, no compilation (the default for full images)
+  eager      model(x, training=False), op by op, no compilation
+  graph      inference.super_resolve default: TF shape-generic tf.function graph (traced once, no XLA)
   predict    model.predict_on_batch (Keras' predict function; XLA per new shape when jit_compile)
   jit-shape  XLA-compiled function, compiled once per distinct image shape
   bucket     pad each image up to a multiple of --bucket, XLA-compiled once per bucket
@@ -45,7 +46,7 @@ def main(argv=None):
     p.add_argument("--max-size", type=int, default=190, help="largest LR side")
     p.add_argument("--tile", type=int, default=96, help="tile size for the tiled options")
     p.add_argument("--bucket", type=int, default=64, help="bucket granularity for the bucket option")
-    p.add_argument("--options", default="eager,predict,jit-shape,bucket,tiles-jit,tiles-eager",
+    p.add_argument("--options", default="eager,graph,predict,jit-shape,bucket,tiles-jit,tiles-eager",
                    help="comma-separated options to time")
     args = p.parse_args(argv)
 
@@ -60,6 +61,7 @@ def main(argv=None):
 
     images = [smooth_image(rng, h, w) for h, w in sizes]
     jit_fn = inference._jit_call(model)
+    eager_fn = inference._eager_call(model)
 
     def bucket_call(lr):
         h, w = lr.shape[:2]
@@ -68,12 +70,13 @@ def main(argv=None):
         return jit_fn(x[None])[0, : h * args.scale, : w * args.scale]
 
     runs = {
-        "eager": lambda lr: inference.super_resolve(model, lr, jit=False),
+        "eager": lambda lr: eager_fn(lr[None].astype(np.float32))[0],
+        "graph": lambda lr: inference.super_resolve(model, lr, jit=False),
         "predict": lambda lr: model.predict_on_batch(lr[None].astype(np.float32))[0],
         "jit-shape": lambda lr: jit_fn(lr[None].astype(np.float32))[0],
         "bucket": bucket_call,
         "tiles-jit": lambda lr: inference.super_resolve(model, lr, tile=args.tile, jit=True),
-        "tiles-eager": lambda lr: inference.super_resolve(model, lr, tile=args.tile, jit=False),
+        "tiles-eager": lambda lr: inference.super_resolve(model, lr, tile=args.tile, jit=False),  # TF: graph
     }
     print(f"backend {keras.backend.backend()}, {args.arch} x{args.scale} {args.filters}f/{args.blocks}b, "
           f"{args.images} images, LR sides {args.min_size}-{args.max_size}, {os.cpu_count()} CPUs")
