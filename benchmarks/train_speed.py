@@ -6,7 +6,7 @@ TF_ENABLE_ONEDNN_OPTS take effect, and frameworks do not share thread pools); th
 warmed up first, then timed in interleaved rounds so that load from other jobs on a shared machine hits
 all settings alike. Ratios are only meaningful between figures of the same run.
 
-    python benchmarks/train_speed.py                     # tf-xla, tf, torch (a few minutes on 2 cores)
+    python benchmarks/train_speed.py                     # tf-xla, tf, tf-onednn, torch (~3 min, 2 idle cores)
     python benchmarks/train_speed.py --backends all --steps 10
     python benchmarks/train_speed.py --backends tf,torch --steps-per-execution 4 --threads 2
 
@@ -38,22 +38,22 @@ SETTINGS = {
     "torch-cl": ("torch", {}, "plain PyTorch, channels_last memory format"),
     "torch-fused": ("torch", {}, "plain PyTorch, channels_last, Adam(fused=True)"),
 }
-DEFAULT_BACKENDS = "tf-xla,tf,torch"
+DEFAULT_BACKENDS = "tf-xla,tf,tf-onednn,torch"
 REFERENCE = "torch"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=8,
-                   help="timed training steps per setting (median reported; default 8)")
-    p.add_argument("--warmup", type=int, default=2,
-                   help="untimed steps per setting before timing, including compilation (default 2)")
+    p.add_argument("--steps", type=int, default=5,
+                   help="timed training steps per setting (median reported; default 5)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed steps per setting before timing, including compilation (default 1)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--patch", type=int, default=48, help="LR patch size in pixels; HR is 2x (default 48)")
     p.add_argument("--threads", type=int, default=os.cpu_count(),
                    help="intra-op threads for every framework (TF intra-op pool, torch.set_num_threads, "
-                        f"XLA/Eigen); default: all cores ({os.cpu_count()})")
+                        f"JAX: all cores unless 1); default: all cores ({os.cpu_count()})")
     p.add_argument("--inter-threads", type=int, default=1,
                    help="TF inter-op threads / torch interop threads (default 1: EDSR is a chain of "
                         "convolutions, so more inter-op threads only compete for the cores)")
@@ -220,9 +220,9 @@ def _start(name, args):
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Same thread budget for XLA's CPU runtime (JAX) and OpenMP-based kernels as for the rest.
     env["OMP_NUM_THREADS"] = str(args.threads)
-    if env_extra.get("KERAS_BACKEND") == "jax":
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                            f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}")
+    if env_extra.get("KERAS_BACKEND") == "jax" and args.threads == 1:
+        # XLA:CPU has no thread-count flag; it uses every core unless told to stay single-threaded.
+        env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--patch", str(args.patch),
            "--threads", str(args.threads), "--inter-threads", str(args.inter_threads),
