@@ -39,6 +39,9 @@ def build_parser():
                    help="weight-normalised convolutions (WDSR profiles default on)")
     g.add_argument("--num-init-batches", type=int,
                    help="batches for weight norm's data-dependent initialisation (0 = off)")
+    g.add_argument("--bicubic-init", action="store_true",
+                   help="WDSR only: start as bicubic interpolation (skip branch = bicubic kernel, main branch "
+                        "output zero) so short runs improve on interpolation from the first steps")
     g.add_argument("--pretrained-model", help="initialise layers of the same name and shape from this .keras checkpoint "
                                               "(e.g. a x2 model for a x4 run: scale layers are left fresh)")
     g.add_argument("--pred-logvar", "--pred_logvar", "-plv", dest="pred_logvar", action="store_true",
@@ -324,6 +327,10 @@ def main(argv=None):
             from model import weightnorm_data_init
 
             weightnorm_data_init(model, train, config["num_init_batches"])
+        if config.get("bicubic_init") and not config.get("pretrained_model"):
+            from model.bicubic_init import init_bicubic
+
+            init_bicubic(model)
         jit = compile_model(model, config)
         run_dir = make_run_dir(config["outdir"])
         write_args(run_dir, config)
