@@ -9,8 +9,10 @@ SAMPLE_BIN := ./sample_BIN
 RUNS := ./output/sample
 PROFILE ?= wdsr-b-8
 SCALE ?= 2
-EPOCHS ?= 8
-STEPS ?= 100
+EPOCHS ?= 6
+STEPS ?= 50
+# WDSR can start as bicubic interpolation (model/bicubic_init.py): a short CPU run then beats it quickly
+INIT := $(if $(filter wdsr-%,$(PROFILE)),--bicubic-init,)
 
 .PHONY: setup sample train test clean
 
@@ -31,7 +33,7 @@ sample: $(SAMPLE_BIN)/.done
 
 train: sample
 	$(PY) train.py --profile $(PROFILE) --scale $(SCALE) --dataset $(SAMPLE_BIN) --outdir $(RUNS) \
-		--epochs $(EPOCHS) --steps-per-epoch $(STEPS) --validation-steps 50
+		--epochs $(EPOCHS) --steps-per-epoch $(STEPS) --validation-steps 50 $(INIT)
 	run=$$(ls -td $(RUNS)/*/ | head -n 1); run=$${run%/}; \
 	$(PY) bench.py --dataset $(SAMPLE_BIN) -i $$run/models -o $$run/bench.json --bicubic && \
 	best=$$($(PY) -c "import json,sys; d=json.load(open(sys.argv[1])); print(max(d, key=d.get))" $$run/bench.json) && \
