@@ -255,11 +255,11 @@ def measure(args):
     workers = {}
 
     def launch(name):
-        print(f"building and warming up {name} ...", file=sys.stderr, flush=True)
         proc, why = _start(name, args)
         if proc is None:
             results[name] = {"skipped": why}
             return None
+        print(f"building and warming up {name} ...", file=sys.stderr, flush=True)
         reply = _reply(proc)
         if "error" in reply:
             _stop(proc)
