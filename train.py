@@ -16,6 +16,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN kernels were the fastest TensorFlow CPU setting in benchmarks/train_speed.py (TF enables them by itself
+# only on AVX-512/AMX CPUs); must be set before TensorFlow is imported. A user's own setting wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from utils import UserError, atomic_path, ensure_writable_dir, run_cli, warn  # noqa: E402
 
