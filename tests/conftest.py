@@ -15,6 +15,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def jax_env(*pythonpath):
+    """Environment for a JAX-backend subprocess (one backend per process) on the CPU.
+
+    XLA's CPU optimisation passes dominate JAX's cost for these tiny models (one compile per initializer
+    shape and per traced function); level 0 skips them, the numbers computed stay the same to float rounding.
+    """
+    xla_flags = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    return env
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return ROOT

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import data
-from conftest import smooth_image
+from conftest import jax_env, smooth_image
 from utils import UserError
 
 
@@ -304,7 +304,7 @@ def test_patch_dataset_on_jax_backend(tiny_div2k, repo_root):
         "hist = model.fit(ds, epochs=2, verbose=0)\n"
         "assert len(hist.history['loss']) == 2 and ds.epoch >= 2  # Keras calls on_epoch_end per epoch\n"
         "print('ok')\n")
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=str(repo_root))
+    env = jax_env(repo_root)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo_root,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

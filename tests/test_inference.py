@@ -5,7 +5,7 @@ import pytest
 import keras
 
 import inference
-from conftest import smooth_image
+from conftest import jax_env, smooth_image
 
 
 def conv_model(scale=2, depth=3, filters=8, out_channels=3, seed=0):
@@ -171,7 +171,7 @@ assert keras.backend.backend() == "jax"
 assert full.shape == tiled.shape == (140, 180, 3), (full.shape, tiled.shape)
 print(float(np.abs(full - tiled).max()))
 """
-    env = dict(__import__("os").environ, KERAS_BACKEND="jax", PYTHONPATH=f"{repo_root}:{repo_root / 'tests'}")
+    env = jax_env(repo_root, repo_root / "tests")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo_root,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import losses
+from conftest import jax_env
 
 C = losses.PIXEL_SCALE
 
@@ -133,7 +134,7 @@ print("RESULT" + json.dumps(out))
 def test_gradients_jax(repo_root):
     pytest.importorskip("jax")
     y, y_pred = fixed_inputs()
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(repo_root))
+    env = jax_env(repo_root)
     payload = json.dumps({"y": y.tolist(), "y_pred": y_pred.tolist(), "modes": MODES})
     proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT], input=payload, capture_output=True, text=True,
                           env=env, cwd=repo_root, timeout=300)

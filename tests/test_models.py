@@ -10,6 +10,7 @@ import pytest
 
 import model
 import profiles
+from conftest import jax_env
 from utils import UserError
 
 SCALES = (2, 3, 4)
@@ -234,9 +235,7 @@ def test_jax_backend_matches_tensorflow(tmp_path, repo_root):
         m.save(path)
         np.save(tmp_path / f"{i}.npy", keras.ops.convert_to_numpy(m(x, training=False)))
         cases["models"].append([str(path), str(tmp_path / f"{i}.npy")])
-    # XLA's CPU optimisation passes dominate JAX's cost here (one compile per initializer shape); skip them.
-    xla_flags = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags}
+    env = jax_env()  # XLA optimisation passes off: they dominate JAX's cost here
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(repo_root), json.dumps(cases)],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
