@@ -1,7 +1,6 @@
 """Losses: autodiff gradients equal the analytic formulas (TensorFlow in-process, JAX in a subprocess),
 the unit convention of s, and a compiled GRAM model that trains, saves and loads."""
 import json
-import os
 import subprocess
 import sys
 
