@@ -42,6 +42,8 @@ def build_parser():
     p.add_argument("--self-ensemble", action="store_true", help="EDSR's x8 geometric self-ensemble")
     p.add_argument("--tile", type=int, default=None, help="process images in NxN LR tiles (fixed shape: XLA compiles once)")
     p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels of context cut from each tile side")
+    p.add_argument("--loss-mode", choices=["l2", "l1"],
+                   help="log-variance convention of GRAM models (default: the training run's args.json, else l2)")
     p.add_argument("--plot", default=None, help="PNG of PSNR versus training epoch (epoch parsed from epoch-XXX- names)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -90,6 +92,17 @@ def load_checkpoint(path):
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load checkpoint {path} as a Keras model ({msg}); for krasserm weight files run "
                         f"`python convert.py weights -i {path} -o model.keras` first") from None
+
+
+def run_loss_mode(path):
+    """The --loss-mode a train.py run used, from <run>/args.json beside <run>/models/<checkpoint>; else None."""
+    args_json = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "args.json")
+    try:
+        with open(args_json) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get("loss_mode") if config.get("pred_logvar") else None
 
 
 def checkpoint_scale(model, path):
@@ -204,7 +217,9 @@ def main(argv=None):
             row = evaluation.evaluate(model, pairs_for(root, scale), scale, shave=shave,
                                       self_ensemble=args.self_ensemble and not isinstance(model, str),
                                       tile=args.tile, tile_overlap=args.tile_overlap,
-                                      progress=not args.no_progress, dataset=dataset_label(root), name=name)
+                                      progress=not args.no_progress, dataset=dataset_label(root), name=name,
+                                      loss_mode=args.loss_mode or (None if isinstance(model, str)
+                                                                   else run_loss_mode(name)))
             row.update(dataset_path=os.path.abspath(root), kind="benchmark" if bench else "div2k",
                        label=label, epoch=epoch_of(name) if name != "bicubic" else None)
             p, _ = primary_metric(row)

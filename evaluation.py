@@ -38,7 +38,7 @@ def _model_name(model):
     return name or getattr(model, "__name__", None) or repr(model)
 
 
-def _as_predictor(model, scale, self_ensemble, tile, tile_overlap):
+def _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode="l2"):
     """lr uint8 -> float32 sHxsWxC (C = 3 or 6) for a keras model, a callable, or "bicubic"."""
     if isinstance(model, str) and model == BICUBIC:
         if self_ensemble:
@@ -50,7 +50,7 @@ def _as_predictor(model, scale, self_ensemble, tile, tile_overlap):
         import inference
 
         def predict(lr):
-            return inference.super_resolve(model, lr, tile=tile, tile_overlap=tile_overlap,
+            return inference.super_resolve(model, lr, tile=tile, tile_overlap=tile_overlap, loss_mode=loss_mode,
                                            self_ensemble=self_ensemble, scale=scale)
 
         return predict
@@ -62,18 +62,18 @@ def _as_predictor(model, scale, self_ensemble, tile, tile_overlap):
 POOL_LIMIT = 30_000_000
 
 
-def _uncertainty(hrs, means, logvars, shave):
+def _uncertainty(hrs, means, logvars, shave, loss_mode="l2"):
     """uncertainty.metrics over lists of images, or None when the module is not available."""
     try:
         import uncertainty
     except ImportError:
         return None
-    values = uncertainty.metrics(hrs, means, logvars, shave=shave)
+    values = uncertainty.metrics(hrs, means, logvars, loss_mode=loss_mode, shave=shave)
     return {k: float(v) for k, v in values.items()}
 
 
 def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=16, progress=True,
-             dataset=None, name=None):
+             dataset=None, name=None, loss_mode=None):
     """Evaluate `model` on `pairs` at `scale`; returns one result row (a JSON-able dict).
 
     model: a keras model, a callable NHWC float32 -> NHWC, or the string "bicubic" (baseline; no model).
@@ -84,10 +84,16 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
     num_images, per_image {stem: {psnr_y, ssim_y, psnr_rgb, ssim_rgb}}; for a log-variance model also
     uncertainty (uncertainty.metrics of the unquantised mean, pixel-pooled over the set when it is small,
     else averaged over images; see uncertainty_pooling), when that module is available.
+    loss_mode: how a log-variance output is read ("l2" Gaussian, "l1" Laplace; losses.sigma_from_logvar);
+      None -> from the model's compiled loss, else "l2".
     """
     scale = int(scale)
     shave = scale if shave is None else int(shave)
-    predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap)
+    if loss_mode is None:  # the log-variance convention: from a compiled checkpoint's loss, else Gaussian (l2)
+        import losses
+
+        loss_mode = losses.loss_mode_of(model)
+    predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode)
     pairs = list(pairs)
     if not pairs:
         raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")
@@ -124,7 +130,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         per_image[stem] = metrics.score(hr, mean, shave=shave)
         if sr.ndim == 3 and sr.shape[-1] == 6:
             hr3 = hr if hr.ndim == 3 else np.stack([hr] * 3, axis=-1)
-            u = _uncertainty([hr3], [mean], [sr[..., 3:]], shave)
+            u = _uncertainty([hr3], [mean], [sr[..., 3:]], shave, loss_mode)
             if u is not None:
                 uncert.append(u)
                 per_image[stem]["uncertainty"] = u
@@ -137,7 +143,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
                 "num_images": len(per_image)})
     if uncert:
         if pooled_size <= POOL_LIMIT:
-            row["uncertainty"] = _uncertainty(*map(list, zip(*pooled)), shave)
+            row["uncertainty"] = _uncertainty(*map(list, zip(*pooled)), shave, loss_mode)
             row["uncertainty_pooling"] = "pixels of all images"
         else:
             row["uncertainty"] = {k: float(np.nanmean([u[k] for u in uncert])) for k in uncert[0]}

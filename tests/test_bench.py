@@ -172,3 +172,17 @@ def test_evaluate_logvar_model_adds_uncertainty():
     assert {"nll", "ause_rmse", "spearman", "calibration_error"} <= set(row["uncertainty"])
     assert row["uncertainty_pooling"] == "pixels of all images"
     assert "uncertainty" in row["per_image"]["i0"]
+
+
+def test_gram_loss_mode_comes_from_the_training_run(tmp_path):
+    import json
+
+    import bench
+
+    (tmp_path / "models").mkdir()
+    ckpt = str(tmp_path / "models" / "epoch-001-psnr-30.0000.keras")
+    assert bench.run_loss_mode(ckpt) is None  # no args.json: bench falls back to the model / l2
+    (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": True, "loss_mode": "l1"}))
+    assert bench.run_loss_mode(ckpt) == "l1"
+    (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": False, "loss_mode": "l1"}))
+    assert bench.run_loss_mode(ckpt) is None
