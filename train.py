@@ -281,8 +281,6 @@ def swap_ema_weights(model):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    import keras
-
     if args.resume:
         config, state = read_state(args.resume)
         run_dir = args.resume
@@ -292,9 +290,15 @@ def main(argv=None):
             write_args(run_dir, config)
     else:
         config, state = resolve_config(args), None
+    dry_run = config.get("dry_run") and not args.resume
+    # Open the dataset before TensorFlow starts: a wrong --dataset is then a one-line error, not one after
+    # TensorFlow's start-up notices (the oneDNN one ignores TF_CPP_MIN_LOG_LEVEL). Loaders use their own seeds.
+    train, valid = (None, None) if dry_run else load_datasets(config)
+    import keras
+
     keras.utils.set_random_seed(config["seed"])
 
-    if config.get("dry_run") and not args.resume:
+    if dry_run:
         model = build(config)
         if config["print_model_summary"]:
             from model import describe
@@ -302,7 +306,6 @@ def main(argv=None):
             print(describe(model))
         return None
 
-    train, valid = load_datasets(config)
     if state is not None:
         import metrics
         from model import load_model
