@@ -52,6 +52,9 @@ def load_model(path, compile=True):
     if path.endswith((".h5", ".hdf5")):
         raise UserError(f"{path} is a legacy Keras 2 HDF5 file; convert krasserm weights with "
                         "model.krasserm.convert_krasserm_weights, or pass a .keras model")
+    if compile:
+        import losses  # noqa: F401  registers SRLoss, the loss train.py compiles checkpoints with
+
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as e:  # keras raises many types for corrupt/foreign files
