@@ -1,6 +1,5 @@
 """Models: seed-table parameter counts, every profile x scale builds/runs/round-trips, JAX parity, transfer."""
 import json
-import os
 import subprocess
 import sys
 
