@@ -24,7 +24,7 @@ def run_cli(main, argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    sys.exit(status or 0)
+    sys.exit(status if isinstance(status, int) else 0)  # main() may return a result (train.py: the run dir)
 
 
 @contextlib.contextmanager
