@@ -144,23 +144,30 @@ def _numpy_job(job):
     return None
 
 
+def _mirror_jobs(args, exts, suffix):
+    """(src, dst) for every image under -i whose mirror under -o (same relative path, `suffix`) is not there yet:
+    re-running a command after an interruption does only what is left (all of it with --overwrite)."""
+    rel = _walk(args.input, exts)
+    if not rel:
+        raise UserError(f"no images found under {args.input}")
+    jobs = []
+    for r in rel:
+        dst = os.path.join(args.output, os.path.splitext(r)[0] + suffix)
+        if args.overwrite or not os.path.exists(dst):
+            jobs.append((os.path.join(args.input, r), dst))
+    skipped = len(rel) - len(jobs)
+    if skipped:
+        print(f"{skipped} of {len(rel)} images already converted; converting the remaining {len(jobs)}", file=sys.stderr)
+    return jobs
+
+
 def cmd_numpy(args):
     """Mirror every image under -i as uint8 HxWx3 .npy (HxW for grey) under -o (same relative paths, .npy suffix)."""
     import data
 
     _need_input_dir(args)
     _remove_stale_temps(args.output)
-    rel = _walk(args.input, data.IMAGE_EXTS)
-    if not rel:
-        raise UserError(f"no images found under {args.input}")
-    jobs = []
-    for r in rel:
-        dst = os.path.join(args.output, os.path.splitext(r)[0] + ".npy")
-        if args.overwrite or not os.path.exists(dst):
-            jobs.append((os.path.join(args.input, r), dst))
-    skipped = len(rel) - len(jobs)
-    if skipped:
-        print(f"{skipped} of {len(rel)} images already converted; converting the remaining {len(jobs)}", file=sys.stderr)
+    jobs = _mirror_jobs(args, data.IMAGE_EXTS, ".npy")
     _run_jobs(_numpy_job, jobs, args.workers, "numpy")
     print(f"wrote {len(jobs)} arrays to {args.output}", file=sys.stderr)
 
@@ -192,14 +199,7 @@ def cmd_jpeg(args):
     if not 1 <= args.jpeg_quality <= 100:
         raise UserError(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
     _remove_stale_temps(args.output)
-    rel = _walk(args.input, data.READABLE_EXTS)
-    if not rel:
-        raise UserError(f"no images found under {args.input}")
-    jobs = []
-    for r in rel:
-        dst = os.path.join(args.output, os.path.splitext(r)[0] + ".jpg")
-        if args.overwrite or not os.path.exists(dst):
-            jobs.append((os.path.join(args.input, r), dst, args.jpeg_quality))
+    jobs = [(src, dst, args.jpeg_quality) for src, dst in _mirror_jobs(args, data.READABLE_EXTS, ".jpg")]
     _run_jobs(_jpeg_job, jobs, args.workers, f"jpeg q{args.jpeg_quality}")
     print(f"wrote {len(jobs)} JPEG images to {args.output}", file=sys.stderr)
 
