@@ -109,3 +109,25 @@ def test_seed_gram_command_spellings_parse():
     args = train.build_parser().parse_args(["-p=sr-resnet", "-s=4", "--pred_logvar", "--attention",
                                             "--block_attention_gradient"])
     assert args.pred_logvar and args.block_attention_gradient
+
+
+def test_seed_gram_command_trains_and_benches_with_uncertainty(tiny_div2k, tmp_path):
+    """The GRAM seed command (few steps, tiny model), then bench.py reports uncertainty metrics for it."""
+    import keras
+    import numpy as np
+
+    import bench
+
+    run_dir = Path(train.main(["-p=sr-resnet", "-s=4", "--pred_logvar", "--attention", "--block_attention_gradient",
+                               "-o", str(tmp_path / "logvar_attention_grad_rescale"), "--dataset", str(tiny_div2k),
+                               "--epochs", "1", "--steps-per-epoch", "2", *TINY]))
+    config = json.loads((run_dir / "args.json").read_text())
+    assert config["pred_logvar"] and config["attention"] and config["block_attention_gradient"]
+    (checkpoint,) = (run_dir / "models").glob("*.keras")
+    model = keras.models.load_model(checkpoint, compile=False)
+    assert model(np.zeros((1, 6, 5, 3), "float32")).shape == (1, 24, 20, 6)  # mean RGB + log-variance
+
+    out = tmp_path / "bench.json"
+    bench.main(["--dataset", str(tiny_div2k), "-i", str(run_dir / "models"), "-o", str(out), "--no-progress"])
+    rows = json.loads((tmp_path / "bench.results.json").read_text())["rows"]
+    assert set(rows[0]["uncertainty"]) >= {"nll", "ause_rmse", "spearman", "calibration_error"}
