@@ -42,6 +42,8 @@ def build_parser():
     p.add_argument("--self-ensemble", action="store_true", help="EDSR's x8 geometric self-ensemble")
     p.add_argument("--tile", type=int, default=None, help="process images in NxN LR tiles (fixed shape: XLA compiles once)")
     p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels of context cut from each tile side")
+    p.add_argument("--plots", metavar="DIR",
+                   help="for GRAM (log-variance) models: write sparsification and calibration plots (PNG) here")
     p.add_argument("--loss-mode", choices=["l2", "l1"],
                    help="log-variance convention of GRAM models (default: the training run's args.json, else l2)")
     p.add_argument("--plot", default=None, help="PNG of PSNR versus training epoch (epoch parsed from epoch-XXX- names)")
@@ -218,7 +220,7 @@ def main(argv=None):
                                       self_ensemble=args.self_ensemble and not isinstance(model, str),
                                       tile=args.tile, tile_overlap=args.tile_overlap,
                                       progress=not args.no_progress, dataset=dataset_label(root), name=name,
-                                      loss_mode=args.loss_mode or (None if isinstance(model, str)
+                                      plots_dir=args.plots, loss_mode=args.loss_mode or (None if isinstance(model, str)
                                                                    else run_loss_mode(name)))
             row.update(dataset_path=os.path.abspath(root), kind="benchmark" if bench else "div2k",
                        label=label, epoch=epoch_of(name) if name != "bicubic" else None)

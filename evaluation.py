@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 import metrics
-from utils import UserError
+from utils import UserError, warn
 
 BICUBIC = "bicubic"
 
@@ -72,8 +72,21 @@ def _uncertainty(hrs, means, logvars, shave, loss_mode="l2"):
     return {k: float(v) for k, v in values.items()}
 
 
+def _uncertainty_plots(pooled, shave, loss_mode, plots_dir, row):
+    """Sparsification and calibration PNGs of the pooled images (all of a set that fits in POOL_LIMIT)."""
+    import uncertainty
+
+    c = uncertainty.curves(*map(list, zip(*pooled)), loss_mode=loss_mode, shave=shave)
+    label = os.path.splitext(os.path.basename(str(row["model"])))[0]
+    stem = os.path.join(plots_dir, f"{label}_{row['dataset'] or 'data'}_x{row['scale']}")
+    title = f"{label}, {row['dataset'] or ''} x{row['scale']}"
+    uncertainty.plot_sparsification(c, f"{stem}_sparsification.png", title=f"Sparsification: {title}")
+    uncertainty.plot_calibration(c, f"{stem}_calibration.png", title=f"Calibration: {title}")
+    return [f"{stem}_sparsification.png", f"{stem}_calibration.png"]
+
+
 def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=16, progress=True,
-             dataset=None, name=None, loss_mode=None):
+             dataset=None, name=None, loss_mode=None, plots_dir=None):
     """Evaluate `model` on `pairs` at `scale`; returns one result row (a JSON-able dict).
 
     model: a keras model, a callable NHWC float32 -> NHWC, or the string "bicubic" (baseline; no model).
@@ -86,6 +99,8 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
     else averaged over images; see uncertainty_pooling), when that module is available.
     loss_mode: how a log-variance output is read ("l2" Gaussian, "l1" Laplace; losses.sigma_from_logvar);
       None -> from the model's compiled loss, else "l2".
+    plots_dir: for a log-variance model, write its sparsification and calibration curves there as PNGs
+      (`<model>_<dataset>_x<s>_sparsification.png`, `..._calibration.png`); their paths go to row["plots"].
     """
     scale = int(scale)
     shave = scale if shave is None else int(shave)
@@ -148,5 +163,9 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         else:
             row["uncertainty"] = {k: float(np.nanmean([u[k] for u in uncert])) for k in uncert[0]}
             row["uncertainty_pooling"] = "mean over images"
+        if plots_dir and pooled:
+            row["plots"] = _uncertainty_plots(pooled, shave, loss_mode, plots_dir, row)
+        elif plots_dir:
+            warn(f"{row['dataset']}: too many pixels to pool for uncertainty plots; none written")
     row["per_image"] = per_image
     return row

@@ -128,6 +128,9 @@ def test_seed_gram_command_trains_and_benches_with_uncertainty(tiny_div2k, tmp_p
     assert model(np.zeros((1, 6, 5, 3), "float32")).shape == (1, 24, 20, 6)  # mean RGB + log-variance
 
     out = tmp_path / "bench.json"
-    bench.main(["--dataset", str(tiny_div2k), "-i", str(run_dir / "models"), "-o", str(out), "--no-progress"])
+    bench.main(["--dataset", str(tiny_div2k), "-i", str(run_dir / "models"), "-o", str(out), "--no-progress",
+                "--plots", str(tmp_path / "plots")])
     rows = json.loads((tmp_path / "bench.results.json").read_text())["rows"]
     assert set(rows[0]["uncertainty"]) >= {"nll", "ause_rmse", "spearman", "calibration_error"}
+    assert sorted(p.name.rsplit("_", 1)[1] for p in (tmp_path / "plots").glob("*.png")) == [
+        "calibration.png", "sparsification.png"]
