@@ -23,7 +23,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 from utils import UserError, atomic_path, ensure_writable_dir, run_cli, warn  # noqa: E402
 
 RUN_STATE = "state.json"
-LAST_CHECKPOINT = "last.keras"
 
 
 def build_parser():
@@ -184,15 +183,20 @@ def read_state(run_dir):
     return config, state
 
 
-def save_resumable(model, run_dir, epoch, best_psnr):
-    """Full model with optimizer state, then the state file: a kill between the two loses nothing."""
+def save_resumable(model, run_dir, epoch, best_psnr, tag=""):
+    """Model with optimizer state under a new name, then state.json pointing at it, then older ones removed:
+    a kill at any moment leaves a state file whose checkpoint exists and matches it."""
     import keras
 
-    with atomic_path(os.path.join(run_dir, LAST_CHECKPOINT)) as tmp:
+    name = f"resume-{epoch:03d}{tag}.keras"
+    with atomic_path(os.path.join(run_dir, name)) as tmp:
         model.save(tmp)
+    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     with atomic_path(os.path.join(run_dir, RUN_STATE)) as tmp, open(tmp, "w") as f:
-        step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        json.dump({"epoch": epoch, "best_psnr": best_psnr, "step": step}, f)
+        json.dump({"epoch": epoch, "best_psnr": best_psnr, "step": step, "checkpoint": name}, f)
+    for old in os.listdir(run_dir):
+        if old.startswith("resume-") and old.endswith(".keras") and old != name:
+            os.remove(os.path.join(run_dir, old))
 
 
 def load_datasets(config):
@@ -311,9 +315,9 @@ def main(argv=None):
         from model import load_model
 
         with keras.saving.custom_object_scope({"psnr": metrics.psnr_metric}):
-            model = load_model(os.path.join(run_dir, LAST_CHECKPOINT), compile=True)
+            model = load_model(os.path.join(run_dir, state["checkpoint"]), compile=True)
         if not getattr(model, "optimizer", None):
-            raise UserError(f"{run_dir}/{LAST_CHECKPOINT} has no optimizer state; start a new run")
+            raise UserError(f"{run_dir}/{state['checkpoint']} has no optimizer state; start a new run")
         initial_epoch, best = state["epoch"], state["best_psnr"]
         train.epoch = initial_epoch  # crops and augmentation continue the sequence of the interrupted run
         jit = model.jit_compile
@@ -351,7 +355,7 @@ def main(argv=None):
         model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, callbacks=callbacks, verbose=1)
     except KeyboardInterrupt:
         done = callbacks[0].epoch or initial_epoch
-        save_resumable(model, run_dir, done, callbacks[0].best)
+        save_resumable(model, run_dir, done, callbacks[0].best, tag="-interrupted")
         print(f"\ninterrupted: saved a resumable checkpoint; continue with\n"
               f"  python train.py --resume {run_dir}", file=sys.stderr)
         raise

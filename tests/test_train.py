@@ -134,3 +134,24 @@ def test_seed_gram_command_trains_and_benches_with_uncertainty(tiny_div2k, tmp_p
     assert set(rows[0]["uncertainty"]) >= {"nll", "ause_rmse", "spearman", "calibration_error"}
     assert sorted(p.name.rsplit("_", 1)[1] for p in (tmp_path / "plots").glob("*.png")) == [
         "calibration.png", "sparsification.png"]
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(repo_root, tiny_div2k, tmp_path):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, str(repo_root / "train.py"), "--profile", "wdsr-b-8", "--scale", "2",
+                             "--dataset", str(tiny_div2k), "--outdir", str(tmp_path), "--epochs", "100",
+                             "--steps-per-epoch", "3", *TINY], cwd=repo_root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob("*/state.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    (state_file,) = tmp_path.glob("*/state.json")
+    state = json.loads(state_file.read_text())
+    assert state["checkpoint"].endswith("-interrupted.keras")
+    assert [p.name for p in state_file.parent.glob("resume-*.keras")] == [state["checkpoint"]]
+    run_dir = Path(train.main(["--resume", str(state_file.parent), "--epochs", str(state["epoch"] + 1)]))
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == state["epoch"] + 1
