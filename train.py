@@ -303,32 +303,14 @@ def main(argv=None):
 
     keras.utils.set_random_seed(config["seed"])
 
-    if dry_run:
+    if state is None:
         model = build(config)
         if config["print_model_summary"]:
             from model import describe
 
             print(describe(model))
-        return None
-
-    if state is not None:
-        import metrics
-        from model import load_model
-
-        with keras.saving.custom_object_scope({"psnr": metrics.psnr_metric}):
-            model = load_model(os.path.join(run_dir, state["checkpoint"]), compile=True)
-        if not getattr(model, "optimizer", None):
-            raise UserError(f"{run_dir}/{state['checkpoint']} has no optimizer state; start a new run")
-        initial_epoch, best = state["epoch"], state["best_psnr"]
-        train.epoch = initial_epoch  # crops and augmentation continue the sequence of the interrupted run
-        jit = model.jit_compile
-        print(f"resuming {run_dir} at epoch {initial_epoch + 1} (optimizer step {state['step']})")
-    else:
-        model = build(config)
-        if config["print_model_summary"]:
-            from model import describe
-
-            print(describe(model))
+        if dry_run:
+            return None
         if config.get("pretrained_model"):
             from model import transfer_weights
 
@@ -347,6 +329,16 @@ def main(argv=None):
         write_args(run_dir, config)
         initial_epoch, best = 0, None
         print(f"run directory: {run_dir}")
+    else:
+        from model import load_model
+
+        model = load_model(os.path.join(run_dir, state["checkpoint"]), compile=True)
+        if not getattr(model, "optimizer", None):
+            raise UserError(f"{run_dir}/{state['checkpoint']} has no optimizer state; start a new run")
+        initial_epoch, best = state["epoch"], state["best_psnr"]
+        train.epoch = initial_epoch  # crops and augmentation continue the sequence of the interrupted run
+        jit = model.jit_compile
+        print(f"resuming {run_dir} at epoch {initial_epoch + 1} (optimizer step {state['step']})")
     if initial_epoch >= config["epochs"]:
         print(f"{run_dir} already finished {config['epochs']} epochs")
         return run_dir

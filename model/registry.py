@@ -52,11 +52,14 @@ def load_model(path, compile=True):
     if path.endswith((".h5", ".hdf5")):
         raise UserError(f"{path} is a legacy Keras 2 HDF5 file; convert krasserm weights with "
                         "model.krasserm.convert_krasserm_weights, or pass a .keras model")
+    custom_objects = None
     if compile:
         import losses  # noqa: F401  registers SRLoss, the loss train.py compiles checkpoints with
+        import metrics
 
+        custom_objects = {"psnr": metrics.psnr_metric}  # train.py's progress-bar metric, saved by its name
     try:
-        return keras.models.load_model(path, compile=compile)
+        return keras.models.load_model(path, compile=compile, custom_objects=custom_objects)
     except Exception as e:  # keras raises many types for corrupt/foreign files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load model {path}: {first}") from e
