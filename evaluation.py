@@ -65,7 +65,7 @@ POOL_LIMIT = 30_000_000
 def _uncertainty(hrs, means, logvars, shave, loss_mode="l2"):
     """uncertainty.metrics over lists of images, or None when the module is not available."""
     try:
-        import uncertainty
+        from metrics import uncertainty
     except ImportError:
         return None
     values = uncertainty.metrics(hrs, means, logvars, loss_mode=loss_mode, shave=shave)
@@ -74,7 +74,7 @@ def _uncertainty(hrs, means, logvars, shave, loss_mode="l2"):
 
 def _uncertainty_plots(pooled, shave, loss_mode, plots_dir, row):
     """Sparsification and calibration PNGs of the pooled images (all of a set that fits in POOL_LIMIT)."""
-    import uncertainty
+    from metrics import uncertainty
 
     c = uncertainty.curves(*map(list, zip(*pooled)), loss_mode=loss_mode, shave=shave)
     label = os.path.splitext(os.path.basename(str(row["model"])))[0]

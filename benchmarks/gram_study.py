@@ -146,7 +146,7 @@ def score(model, config, args):
     import data
     import evaluation
     import inference
-    import uncertainty
+    from metrics import uncertainty
 
     scale = int(config["scale"])
     pairs = validation_pairs(config, args)
@@ -271,7 +271,7 @@ def main(argv=None):
         with atomic_path(args.markdown) as tmp, open(tmp, "w") as f:
             f.write(text)
     if args.plots:
-        import uncertainty
+        from metrics import uncertainty
 
         with_curves = {VARIANTS[v][0]: r["curves"] for v, r in results.items() if r["curves"] is not None}
         if with_curves:

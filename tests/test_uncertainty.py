@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 import losses
-import uncertainty
+from metrics import uncertainty
 
 
 def synthetic(sigma, rng):

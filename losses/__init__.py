@@ -1,0 +1,6 @@
+"""Training losses: pixel and GRAM heteroscedastic losses (`losses.pixel`); later perceptual and adversarial.
+
+`import losses; losses.make_loss(...)` keeps working: the pixel-loss API is re-exported here.
+"""
+from losses.pixel import (LOGVAR_CLIP, LOSS_MODES, PIXEL_SCALE, PLAIN_LOSSES, SRLoss, logvar_from_sigma,  # noqa: F401
+                          loss_mode_of, make_loss, sigma_from_logvar)
