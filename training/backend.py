@@ -1,0 +1,152 @@
+"""THE backend-specific training code: one train step for a `Task`, per Keras backend.
+
+`make_train_step(task, jit_compile)` returns `step(batch) -> {name: scalar}` that runs every phase of the
+task in order (each phase: losses, gradients of that network's trainable variables, its optimizer's update)
+and leaves all variables updated in place, so a checkpoint can be written after any step.
+
+- TensorFlow: `tf.GradientTape` inside one `tf.function` (XLA with jit_compile=True).
+- JAX: a pure function of (network values, optimizer values, batch) under `keras.StatelessScope`,
+  `jax.value_and_grad` per phase, `optimizer.stateless_apply`; jitted; the state is threaded from phase to
+  phase (the discriminator phase sees the generator just updated), then written back to the variables.
+- PyTorch: `backward()` per phase, gradients cleared before each phase.
+
+Logged names: "loss" (the phase total; "<phase>_loss" with several phases) plus the task's terms.
+`grad_transform(phase, grads) -> grads` (optional) runs on the gradients inside the step, before the
+optimizer: the hook for gradient all-reduce or clipping (training/distribute.py).
+"""
+import keras
+
+
+def loss_key(task, phase):
+    return "loss" if len(task.phases) == 1 else f"{phase}_loss"
+
+
+def make_train_step(task, jit_compile=False, grad_transform=None):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tensorflow_step(task, jit_compile, grad_transform)
+    if backend == "jax":
+        return _jax_step(task, jit_compile, grad_transform)
+    if backend == "torch":
+        return _torch_step(task, grad_transform)
+    raise RuntimeError(f"training is not supported on the {backend} backend")
+
+
+def _tensorflow_step(task, jit_compile, grad_transform):
+    import tensorflow as tf
+
+    def step(batch):
+        logs = {}
+        for phase in task.phases:
+            opt = task.optimizers[phase]
+            variables = task.trainable_variables(phase)
+            with tf.GradientTape() as tape:
+                total, terms = task.compute_losses(phase, batch, training=True)
+                scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
+            grads = tape.gradient(scaled, variables)
+            if grad_transform is not None:
+                grads = grad_transform(phase, grads)
+            opt.apply(grads, variables)
+            logs[loss_key(task, phase)] = total
+            logs.update(terms)
+        return logs
+
+    return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+
+
+def _unique_variables(task):
+    """Every variable of every network, each once (shared layers appear in one list only)."""
+    seen, out = set(), []
+    for net in task.networks.values():
+        for v in net.trainable_variables + net.non_trainable_variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+    return out
+
+
+def _jax_step(task, jit_compile, grad_transform):
+    import jax
+
+    net_vars = _unique_variables(task)
+    position = {id(v): i for i, v in enumerate(net_vars)}
+    phases = task.phases
+    train_idx = {p: [position[id(v)] for v in task.trainable_variables(p)] for p in phases}
+    opt_vars = {p: list(task.optimizers[p].variables) for p in phases}
+
+    def pure(net_values, opt_values, batch):
+        net_values = list(net_values)
+        opt_values = {p: list(v) for p, v in opt_values.items()}
+        logs = {}
+        for phase in phases:
+            idx = train_idx[phase]
+
+            def loss_fn(train_values, net_values, phase=phase, idx=idx):
+                values = list(net_values)
+                for i, t in zip(idx, train_values):
+                    values[i] = t
+                with keras.StatelessScope(state_mapping=list(zip(net_vars, values))) as scope:
+                    total, terms = task.compute_losses(phase, batch, training=True)
+                    scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
+                # non-trainable updates made during the call (BatchNorm statistics, seed generators)
+                updated = []
+                for v, old in zip(net_vars, values):
+                    new = scope.get_current_value(v)
+                    updated.append(old if new is None else new)
+                return scaled, (total, terms, updated)
+
+            opt = task.optimizers[phase]
+            train_values = [net_values[i] for i in idx]
+            (_, (total, terms, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(train_values, net_values)
+            if grad_transform is not None:
+                grads = grad_transform(phase, grads)
+            new_train, opt_values[phase] = opt.stateless_apply(opt_values[phase], grads, train_values)
+            net_values = updated
+            for i, t in zip(idx, new_train):
+                net_values[i] = t
+            logs[loss_key(task, phase)] = total
+            logs.update(terms)
+        return net_values, opt_values, logs
+
+    fn = jax.jit(pure) if jit_compile is None or jit_compile else pure
+
+    def step(batch):
+        net_values = [v.value for v in net_vars]
+        opt_values = {p: [v.value for v in opt_vars[p]] for p in phases}
+        net_values, opt_values, logs = fn(net_values, opt_values, batch)
+        for v, value in zip(net_vars, net_values):
+            v.assign(value)
+        for p in phases:
+            for v, value in zip(opt_vars[p], opt_values[p]):
+                v.assign(value)
+        return logs
+
+    return step
+
+
+def _torch_step(task, grad_transform):
+    import torch
+
+    all_vars = _unique_variables(task)
+
+    def step(batch):
+        batch = {k: keras.ops.convert_to_tensor(v) for k, v in batch.items()}
+        logs = {}
+        for phase in task.phases:
+            opt = task.optimizers[phase]
+            variables = task.trainable_variables(phase)
+            for v in all_vars:  # the previous phase's backward also reached this network's weights
+                v.value.grad = None
+            total, terms = task.compute_losses(phase, batch, training=True)
+            scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
+            scaled.backward()
+            grads = [v.value.grad for v in variables]
+            if grad_transform is not None:
+                grads = grad_transform(phase, grads)
+            with torch.no_grad():
+                opt.apply(grads, variables)
+            logs[loss_key(task, phase)] = total.detach()
+            logs.update({k: t.detach() for k, t in terms.items()})
+        return logs
+
+    return step
