@@ -9,7 +9,8 @@ import copy
 
 from utils import UserError
 
-MODEL_KEYS = ("num_filters", "num_res_blocks", "res_expansion", "res_scaling", "weightnorm", "pred_logvar")
+MODEL_KEYS = ("num_filters", "num_res_blocks", "res_expansion", "res_scaling", "weightnorm", "pred_logvar",
+              "growth_channels")
 
 _TRAIN = {
     "loss": "mae",
@@ -62,6 +63,18 @@ PROFILES = {
         "arch": "sr-resnet",
         "model": {"num_filters": 64, "num_res_blocks": 16, "weightnorm": False, "pred_logvar": False},
         "train": {**_TRAIN, "loss": "mse", "learning_rate": 1e-4},
+    },
+    # RRDBNet (ESRGAN / Real-ESRGAN generator, scales 4, 2, 1): Real-ESRNet's L1 pre-training, Adam 2e-4, EMA.
+    "rrdbnet": {
+        "arch": "rrdbnet",
+        "model": {"num_filters": 64, "num_res_blocks": 23, "growth_channels": 32, "pred_logvar": False},
+        "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "ema": True, "lr_patch": 64},
+    },
+    # The same layer types at a test-sized width and depth.
+    "rrdbnet-tiny": {
+        "arch": "rrdbnet",
+        "model": {"num_filters": 8, "num_res_blocks": 1, "growth_channels": 4, "pred_logvar": False},
+        "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "lr_patch": 16},
     },
 }
 

@@ -3,14 +3,16 @@
 `model.krasserm` (weight converter) is imported on demand, not here.
 """
 from model.layers import DIV2K_RGB_MEAN, Denormalize, Normalize, PixelShuffle, Scale
-from model.registry import (ARCHITECTURES, SCALES, arch_params, build_model, count_params, describe, load_model,
+from model.registry import DISCRIMINATORS, build_discriminator  # noqa: F401  (GAN discriminators)
+from model.registry import (ARCHITECTURES, SCALES, arch_params, arch_scales, build_model, count_params, describe, load_model,
                             model_scale, predicts_logvar, transfer_weights)
 from model.weightnorm import (WeightNormConv2D, fold_weightnorm, to_plain_conv, unfold_to_weightnorm,
                               weightnorm_data_init, weightnorm_layers)
 
 __all__ = [
-    "ARCHITECTURES", "SCALES", "DIV2K_RGB_MEAN", "Normalize", "Denormalize", "PixelShuffle", "Scale",
+    "ARCHITECTURES", "SCALES", "arch_scales", "DIV2K_RGB_MEAN", "Normalize", "Denormalize", "PixelShuffle", "Scale",
     "WeightNormConv2D", "arch_params", "build_model", "count_params", "describe", "load_model", "model_scale",
     "predicts_logvar", "transfer_weights", "fold_weightnorm", "to_plain_conv", "unfold_to_weightnorm",
     "weightnorm_data_init", "weightnorm_layers",
+    "DISCRIMINATORS", "build_discriminator",
 ]

@@ -5,8 +5,11 @@ import os
 import keras
 import numpy as np
 
+from model.attention_unet import attention_unet, attention_unet_multiscale
 from model.edsr import edsr
+from model.rrdbnet import RRDB_SCALES, rrdbnet
 from model.srresnet import sr_resnet
+from model.unet_discriminator import unet_discriminator_sn
 from model.wdsr import wdsr_a, wdsr_b
 from model.weightnorm import WeightNormConv2D, unfold_to_weightnorm
 from utils import UserError
@@ -16,8 +19,17 @@ ARCHITECTURES = {
     "wdsr-a": wdsr_a,
     "wdsr-b": wdsr_b,
     "sr-resnet": sr_resnet,
+    "rrdbnet": rrdbnet,
 }
 SCALES = (2, 3, 4)
+# Architectures whose scales differ from SCALES (RRDBNet: x4, and x2/x1 through pixel-unshuffle; no x3).
+ARCH_SCALES = {"rrdbnet": RRDB_SCALES}
+
+
+def arch_scales(arch):
+    """Scales `build_model(arch, ...)` supports."""
+    _builder(arch)
+    return tuple(ARCH_SCALES.get(arch, SCALES))
 
 
 def arch_params(arch):
@@ -34,8 +46,8 @@ def _builder(arch):
 def build_model(arch, scale, **params):
     """A fresh functional keras.Model; `params` as in the architecture's builder. None values mean default."""
     builder = _builder(arch)
-    if scale not in SCALES:
-        raise UserError(f"unsupported scale {scale!r}; choose one of {', '.join(map(str, SCALES))}")
+    if scale not in arch_scales(arch):
+        raise UserError(f"unsupported scale {scale!r} for {arch}; choose one of {', '.join(map(str, arch_scales(arch)))}")
     params = {k: v for k, v in params.items() if v is not None}
     allowed = arch_params(arch)
     unknown = sorted(set(params) - set(allowed))
@@ -161,3 +173,26 @@ def describe(model):
     n = count_params(model)
     lines.append(f"Parameters (seed-table count, weight-norm g excluded): {n:,} ({n / 1e6:.2f}M)")
     return "\n".join(line.rstrip("\n") for line in lines)
+
+
+# Discriminators for GAN training (model/attention_unet.py, model/unet_discriminator.py): name -> builder.
+DISCRIMINATORS = {
+    "attention-unet": attention_unet,
+    "attention-unet-multiscale": attention_unet_multiscale,
+    "unet-sn": unet_discriminator_sn,
+}
+
+
+def build_discriminator(name, **params):
+    """A fresh discriminator: RGB N x H x W x 3 in [0, 255] -> per-pixel logits N x H x W x 1 (multi-scale: a list,
+    full resolution first). `params`: num_feat (64). None values mean default."""
+    if name not in DISCRIMINATORS:
+        raise UserError(f"unknown discriminator {name!r}; choose one of {', '.join(DISCRIMINATORS)}")
+    builder = DISCRIMINATORS[name]
+    params = {k: v for k, v in params.items() if v is not None}
+    allowed = list(inspect.signature(builder).parameters)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise UserError(f"discriminator {name} does not take {', '.join(unknown)}; its parameters are "
+                        f"{', '.join(allowed)}")
+    return builder(**params)
