@@ -1,0 +1,10 @@
+"""Real-world degradations: Real-ESRGAN's second-order pipeline as a per-sample host-side transform.
+
+`degradations.degrade(hr_uint8, rng)`, `degradations.RealESRGANTransform()`, the preset `REALESRGAN` and
+`make_config(overrides)`; kernels in `degradations.kernels`. See docs/degradations.md.
+"""
+from degradations.pipeline import (PRESETS, REALESRGAN, RealESRGANTransform, apply_params, degrade, describe,
+                                   make_config, sample_params, set_cv2_threads)
+
+__all__ = ["PRESETS", "REALESRGAN", "RealESRGANTransform", "apply_params", "degrade", "describe", "make_config",
+           "sample_params", "set_cv2_threads"]

@@ -1,0 +1,551 @@
+"""Real-ESRGAN's second-order degradation model as a host-side, per-sample transform (OpenCV + numpy).
+
+    rng = np.random.Generator(np.random.Philox(key=[seed, (epoch << 32) | index]))
+    out = degrade(hr_uint8, rng)                  # {"hr", "hr_usm", "lr", "params"}
+    transform = RealESRGANTransform()             # what the loader calls on each HR image
+    batch_item = transform(hr_uint8, rng)         # {"lr": 64x64x3, "hr": 256x256x3, "hr_usm": 256x256x3} float32 [0, 255]
+
+Two steps, so the random draws can be checked (and captioned) apart from the pixel work:
+`sample_params(rng, config, hr_shape, scale)` draws every choice as plain numbers (one seed among them for the
+per-pixel noise), and `apply_params(hr, params, config, scale)` does the image work, deterministically.
+Images are float32 RGB in [0, 1] between the steps, as Real-ESRGAN's are (it uses BGR; see docs/degradations.md).
+"""
+import copy
+import functools
+import math
+
+import numpy as np
+
+from degradations import kernels as K
+from utils import UserError
+
+MODES = ("area", "bilinear", "bicubic")
+
+# Real-ESRGAN x4plus (options/train_realesrgan_x4plus.yml and realesrgan_dataset.py); the names are Real-ESRGAN's.
+# The *_prob switches for blur / noise / JPEG in stage 1 (always on there) are ours: they let a profile turn a step off.
+REALESRGAN = {
+    # GT crop (realesrgan_dataset.py)
+    "use_hflip": True,
+    "crop_pad_size": 400,        # reflect-101 pad (bottom/right) to at least this, then a random crop of it; None: whole image
+    "gt_size": 256,              # paired random crop GT gt_size / LQ gt_size // scale; None: no crop
+    # unsharp mask of the GT (USMSharp: Gaussian 51x51, sigma 8)
+    "usm": True,
+    "usm_radius": 51,
+    "usm_sigma": 8.0,
+    "usm_weight": 0.5,
+    "usm_threshold": 10,         # grey levels
+    # kernels
+    "kernel_range": list(K.KERNEL_SIZES),
+    "blur_kernel_size": 21,      # every kernel is zero-padded to this size
+    "kernel_list": list(K.KERNEL_TYPES),
+    "kernel_prob": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+    "sinc_prob": 0.1,
+    "blur_sigma": [0.2, 3.0],
+    "betag_range": [0.5, 4.0],
+    "betap_range": [1.0, 2.0],
+    "kernel_list2": list(K.KERNEL_TYPES),
+    "kernel_prob2": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+    "sinc_prob2": 0.1,
+    "blur_sigma2": [0.2, 1.5],
+    "betag_range2": [0.5, 4.0],
+    "betap_range2": [1.0, 2.0],
+    "final_sinc_prob": 0.8,
+    "final_sinc_omega": [math.pi / 3, math.pi],
+    # stage 1 (realesrgan_model.py)
+    "blur_prob": 1.0,
+    "resize_prob": [0.2, 0.7, 0.1],   # up, down, keep
+    "resize_range": [0.15, 1.5],      # down U(lo, 1), up U(1, hi)
+    "resize_modes": list(MODES),
+    "noise_prob": 1.0,
+    "gaussian_noise_prob": 0.5,       # else Poisson
+    "noise_range": [1.0, 30.0],       # Gaussian sigma, grey levels
+    "poisson_scale_range": [0.05, 3.0],
+    "gray_noise_prob": 0.4,
+    "jpeg_prob": 1.0,
+    "jpeg_range": [30.0, 95.0],
+    # stage 2
+    "second_blur_prob": 0.8,
+    "resize_prob2": [0.3, 0.4, 0.3],
+    "resize_range2": [0.3, 1.2],      # relative to ori / scale
+    "resize_modes2": list(MODES),
+    "noise_prob2": 1.0,
+    "gaussian_noise_prob2": 0.5,
+    "noise_range2": [1.0, 25.0],
+    "poisson_scale_range2": [0.05, 2.5],
+    "gray_noise_prob2": 0.4,
+    "jpeg_prob2": 1.0,
+    "jpeg_range2": [30.0, 95.0],
+    # the last step: [resize to ori / scale + final sinc] then JPEG with this probability, else JPEG first
+    "resize_first_prob": 0.5,
+    "final_resize_modes": list(MODES),
+}
+
+PRESETS = {"realesrgan": REALESRGAN}
+_PROB_KEYS = ("sinc_prob", "sinc_prob2", "final_sinc_prob", "blur_prob", "noise_prob", "gaussian_noise_prob",
+              "gray_noise_prob", "jpeg_prob", "second_blur_prob", "noise_prob2", "gaussian_noise_prob2",
+              "gray_noise_prob2", "jpeg_prob2", "resize_first_prob")
+
+
+def make_config(overrides=None, preset="realesrgan"):
+    """A validated copy of a preset (name or dict) with `overrides` (a dict, e.g. from a profile) applied.
+
+    Unknown keys and out-of-range values raise UserError naming the key."""
+    base = PRESETS.get(preset) if isinstance(preset, str) else preset
+    if base is None:
+        raise UserError(f"unknown degradation preset {preset!r}; choose one of {sorted(PRESETS)}")
+    config = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if key not in config:
+            raise UserError(f"unknown degradation option {key!r}; valid options: {', '.join(sorted(config))}")
+        config[key] = copy.deepcopy(value)
+    for key in _PROB_KEYS:
+        if not 0.0 <= float(config[key]) <= 1.0:
+            raise UserError(f"degradation option {key} = {config[key]} is not a probability in [0, 1]")
+    for key in ("resize_prob", "resize_prob2", "kernel_prob", "kernel_prob2"):
+        p = np.asarray(config[key], dtype=np.float64)
+        if p.ndim != 1 or (p < 0).any() or p.sum() <= 0:
+            raise UserError(f"degradation option {key} = {config[key]} must be non-negative weights")
+        if key.startswith("resize") and len(p) != 3:
+            raise UserError(f"degradation option {key} needs 3 weights (up, down, keep), got {config[key]}")
+    for key in ("kernel_list", "kernel_list2"):
+        bad = [k for k in config[key] if k not in K.KERNEL_TYPES]
+        if bad or len(config[key]) != len(config[key.replace("list", "prob")]):
+            raise UserError(f"degradation option {key} = {config[key]}: kernel types are {K.KERNEL_TYPES}, "
+                            f"one weight each in {key.replace('list', 'prob')}")
+    for key in ("resize_modes", "resize_modes2", "final_resize_modes"):
+        if not config[key] or any(m not in MODES for m in config[key]):
+            raise UserError(f"degradation option {key} = {config[key]}: choose from {MODES}")
+    sizes = config["kernel_range"]
+    if not sizes or any(int(s) % 2 == 0 or int(s) < 1 or int(s) > config["blur_kernel_size"] for s in sizes):
+        raise UserError(f"degradation option kernel_range = {sizes}: odd sizes up to blur_kernel_size "
+                        f"({config['blur_kernel_size']})")
+    if config["gt_size"] is not None and config["crop_pad_size"] is not None \
+            and config["gt_size"] > config["crop_pad_size"]:
+        raise UserError(f"degradation option gt_size {config['gt_size']} exceeds crop_pad_size {config['crop_pad_size']}")
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Random draws (no pixels)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _choice(rng, weights):
+    p = np.asarray(weights, dtype=np.float64)
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def _draw_resize(rng, probs, rng_range, modes):
+    kind = ("up", "down", "keep")[_choice(rng, probs)]
+    if kind == "up":
+        factor = float(rng.uniform(1.0, rng_range[1]))
+    elif kind == "down":
+        factor = float(rng.uniform(rng_range[0], 1.0))
+    else:
+        factor = 1.0
+    return {"kind": kind, "factor": factor, "mode": modes[int(rng.integers(len(modes)))]}
+
+
+def _draw_noise(rng, prob, gaussian_prob, sigma_range, poisson_range, gray_prob):
+    if rng.random() >= prob:
+        return {"kind": "none"}
+    if rng.random() < gaussian_prob:
+        out = {"kind": "gaussian", "sigma": float(rng.uniform(*sigma_range))}
+    else:
+        out = {"kind": "poisson", "scale": float(rng.uniform(*poisson_range))}
+    out["gray"] = bool(rng.random() < gray_prob)
+    return out
+
+
+def _draw_jpeg(rng, prob, q_range):
+    return float(rng.uniform(*q_range)) if rng.random() < prob else None
+
+
+def output_shapes(hr_shape, config, scale):
+    """(ori_h, ori_w) of the image the stages work on and (lq_h, lq_w) of its LQ, for an HR of hr_shape."""
+    h, w = int(hr_shape[0]), int(hr_shape[1])
+    pad = config["crop_pad_size"]
+    if pad is not None:
+        h = w = int(pad)
+    h, w = h - h % scale, w - w % scale
+    if h < scale or w < scale:
+        raise UserError(f"image {hr_shape[1]}x{hr_shape[0]} is smaller than the scale {scale}")
+    return (h, w), (h // scale, w // scale)
+
+
+def sample_params(rng, config=REALESRGAN, hr_shape=(400, 400), scale=4):
+    """Every random choice of one sample, as a dict of plain numbers (JSON-able), drawn from `rng` only.
+
+    hr_shape: (H, W) of the HR image `apply_params` will get (needed for the crop positions)."""
+    c = config
+    h, w = int(hr_shape[0]), int(hr_shape[1])
+    p = {"scale": int(scale), "hr_shape": [h, w]}
+    p["flip"] = bool(c["use_hflip"] and rng.random() < 0.5)
+    if c["crop_pad_size"] is not None:
+        size = int(c["crop_pad_size"])
+        ph, pw = max(h, size), max(w, size)
+        p["crop"] = [int(rng.integers(ph - size + 1)), int(rng.integers(pw - size + 1))]
+    else:
+        p["crop"] = None
+    kernel_args = lambda sfx: dict(kernel_list=c["kernel_list" + sfx], kernel_prob=c["kernel_prob" + sfx],
+                                   sigma=c["blur_sigma" + sfx], betag_range=c["betag_range" + sfx],
+                                   betap_range=c["betap_range" + sfx], sinc_prob=c["sinc_prob" + sfx],
+                                   sizes=c["kernel_range"])
+    p["kernel1"] = K.draw_kernel_params(rng, **kernel_args("")) if rng.random() < c["blur_prob"] else None
+    p["resize1"] = _draw_resize(rng, c["resize_prob"], c["resize_range"], c["resize_modes"])
+    p["noise1"] = _draw_noise(rng, c["noise_prob"], c["gaussian_noise_prob"], c["noise_range"],
+                              c["poisson_scale_range"], c["gray_noise_prob"])
+    p["jpeg1"] = _draw_jpeg(rng, c["jpeg_prob"], c["jpeg_range"])
+    p["kernel2"] = K.draw_kernel_params(rng, **kernel_args("2")) if rng.random() < c["second_blur_prob"] else None
+    p["resize2"] = _draw_resize(rng, c["resize_prob2"], c["resize_range2"], c["resize_modes2"])
+    p["noise2"] = _draw_noise(rng, c["noise_prob2"], c["gaussian_noise_prob2"], c["noise_range2"],
+                              c["poisson_scale_range2"], c["gray_noise_prob2"])
+    p["resize_first"] = bool(rng.random() < c["resize_first_prob"])
+    p["final_mode"] = c["final_resize_modes"][int(rng.integers(len(c["final_resize_modes"])))]
+    p["final_sinc"] = K.draw_final_sinc_params(rng, c["final_sinc_prob"], c["kernel_range"], c["final_sinc_omega"])
+    p["jpeg2"] = _draw_jpeg(rng, c["jpeg_prob2"], c["jpeg_range2"])
+    (ori_h, ori_w), (lq_h, lq_w) = output_shapes((h, w), c, scale)
+    if c["gt_size"] is not None:
+        lq_size = int(c["gt_size"]) // scale
+        if lq_h < lq_size or lq_w < lq_size:
+            raise UserError(f"LQ {lq_w}x{lq_h} is smaller than the {lq_size}px crop; lower gt_size")
+        p["lq_crop"] = [int(rng.integers(lq_h - lq_size + 1)), int(rng.integers(lq_w - lq_size + 1))]
+    else:
+        p["lq_crop"] = None
+    p["noise_seed"] = int(rng.integers(2 ** 63))  # the per-pixel noise draws: a generator seeded from rng
+    return p
+
+
+def describe(params):
+    """Caption lines: the drawn parameters in short form."""
+    def res(r):
+        return "keep" if r["kind"] == "keep" else f"{r['kind']} {r['factor']:.2f} {r['mode']}"
+
+    def noise(n):
+        if n["kind"] == "none":
+            return "no noise"
+        g = " grey" if n["gray"] else ""
+        return f"gauss {n['sigma']:.1f}{g}" if n["kind"] == "gaussian" else f"poisson {n['scale']:.2f}{g}"
+
+    def blur(k):
+        return "no blur" if k is None else K.describe(k)
+
+    def q(x):
+        return "no jpeg" if x is None else f"q{round(x)}"
+
+    order = "resize+sinc, jpeg" if params["resize_first"] else "jpeg, resize+sinc"
+    return [f"1: {blur(params['kernel1'])} | {res(params['resize1'])}",
+            f"   {noise(params['noise1'])} | {q(params['jpeg1'])}",
+            f"2: {blur(params['kernel2'])} | {res(params['resize2'])}",
+            f"   {noise(params['noise2'])} | {q(params['jpeg2'])}",
+            f"   {order} ({params['final_mode']}, {K.describe(params['final_sinc'])})"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Image operations (float32 HxWx3 in [0, 1]; OpenCV with reflect-101 borders, as BasicSR's filter2D)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def set_cv2_threads(n=1):
+    """OpenCV's own thread pool: 1 when the loader runs its own workers, so the two do not fight."""
+    _cv2().setNumThreads(int(n))
+
+
+def _trim(k, tol=1e-9):
+    """Drop outer rings whose total absolute weight is <= tol (zero padding, and the negligible tails of
+    small-sigma kernels): filtering cost grows with the kernel area and the result changes by <= tol."""
+    while k.shape[0] > 1:
+        ring = np.abs(k).sum() - np.abs(k[1:-1, 1:-1]).sum()
+        if ring > tol:
+            break
+        k = k[1:-1, 1:-1]
+    return k
+
+
+def filter2d(img, kernel):
+    """Correlate each channel with `kernel` (odd, square), reflect-101 borders: BasicSR's filter2D.
+
+    A rank-1 kernel (isotropic Gaussian) runs as two 1-D passes; the result is the same to float32 rounding."""
+    cv2 = _cv2()
+    k = _trim(np.asarray(kernel, dtype=np.float64))
+    if k.shape[0] == 1:
+        return img * np.float32(k[0, 0]) if k[0, 0] != 1 else img
+    u, s, vt = np.linalg.svd(k)
+    if s[1] <= 1e-7 * s[0]:
+        col = (u[:, 0] * math.sqrt(s[0])).astype(np.float32)
+        row = (vt[0] * math.sqrt(s[0])).astype(np.float32)
+        return cv2.sepFilter2D(img, -1, row, col, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.filter2D(img, -1, k.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+
+
+_INTER = None
+
+
+def resize(img, size_hw, mode):
+    """Resize to (h, w) with area / bilinear / bicubic (OpenCV INTER_AREA / INTER_LINEAR / INTER_CUBIC)."""
+    global _INTER
+    cv2 = _cv2()
+    if _INTER is None:
+        _INTER = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+    h, w = max(1, int(size_hw[0])), max(1, int(size_hw[1]))
+    if (h, w) == img.shape[:2]:
+        return img
+    out = cv2.resize(img, (w, h), interpolation=_INTER[mode])
+    return out if out.ndim == 3 else out[:, :, None]
+
+
+def to_uint8(img):
+    """[0, 1] float -> uint8, clipped and rounded (half to even; values here are never exact halves in practice)."""
+    return np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def jpeg(img, quality):
+    """Real JPEG: 8-bit encode at `quality` (rounded to an integer) and decode, with OpenCV (libjpeg-turbo,
+    4:2:0). OpenCV's encoder takes BGR, so the RGB image is passed reversed: the YCbCr conversion is right."""
+    cv2 = _cv2()
+    u8 = to_uint8(img)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(u8[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(round(quality))])
+    if not ok:
+        raise RuntimeError("OpenCV JPEG encoding failed")
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return out.astype(np.float32) * np.float32(1 / 255)
+
+
+_GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _poisson_table(vals, guide=4096):
+    """Inverse-CDF tables of Poisson(k * vals / 255) for the 256 grey levels k (BasicSR rounds the image to
+    8 bits first, so there are only 256 different means).
+
+    `answer[k * guide + j]` is the sample for every u in [j / guide, (j + 1) / guide) when that cell holds no
+    CDF step, else -1: those few are settled by a search in the CDF. Exact up to the tail
+    beyond `length` (probability < 1e-25)."""
+    from scipy import stats
+
+    length = int(vals + 12 * math.sqrt(vals) + 30)
+    lam = np.arange(256) * (vals / 255.0)
+    cdf = stats.poisson.cdf(np.arange(length)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    lo = np.arange(guide) / guide
+    first = np.stack([np.searchsorted(cdf[k], lo, side="right") for k in range(256)])  # first x: cdf > j/guide
+    exact = np.take_along_axis(cdf, first, axis=1) > lo + 1.0 / guide  # ... and cdf > (j+1)/guide too
+    answer = np.where(exact, first, -1).astype(np.int16).ravel()
+    # rows offset by k make one increasing array, so one searchsorted settles the undecided u of any level
+    # (k + u keeps u to ~3e-14, far below any probability that matters here)
+    offset_cdf = (cdf + np.arange(256)[:, None]).ravel()
+    return offset_cdf, answer, guide, length
+
+
+def poisson_levels(levels, vals, rng):
+    """Poisson(levels * vals / 255) samples (float32, same shape) for a uint8 array of levels, from `rng`.
+
+    Inverse-CDF sampling with a guide table: ~5x faster than numpy's poisson, the same distribution."""
+    offset_cdf, answer, guide, length = _poisson_table(int(vals))
+    lv = levels.reshape(-1)
+    u = rng.random(lv.size)
+    idx = (u * guide).astype(np.int32)
+    idx += lv.astype(np.int32) * guide
+    x = answer[idx]
+    todo = np.flatnonzero(x < 0)
+    if todo.size:  # u fell in a cell holding a CDF step (a few percent): binary search in its row
+        k = lv[todo].astype(np.int64)
+        keys = k + u[todo]
+        order = np.argsort(keys)  # sorted keys search ~2x faster
+        found = np.empty_like(order)
+        found[order] = np.searchsorted(offset_cdf, keys[order], side="right")
+        x[todo] = found - k * length
+    return x.astype(np.float32).reshape(levels.shape)
+
+
+def _vals(levels):
+    """2^ceil(log2(number of distinct levels)), BasicSR's Poisson scaling."""
+    n = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
+    return 2.0 ** math.ceil(math.log2(max(n, 1)))
+
+
+def add_noise(img, noise, rng):
+    """Gaussian (sigma in grey levels) or Poisson noise as BasicSR's *_pt functions, clipped to [0, 1].
+
+    Grey noise is one noise image added to all three channels; grey Poisson noise is computed on the
+    luma (0.299 R + 0.587 G + 0.114 B) of the 8-bit-rounded image."""
+    kind = noise["kind"]
+    if kind == "none":
+        return img
+    h, w = img.shape[:2]
+    if kind == "gaussian":
+        shape = (h, w, 1) if noise["gray"] else (h, w, 3)
+        n = rng.standard_normal(shape, dtype=np.float32) * np.float32(noise["sigma"] / 255.0)
+    else:
+        if noise["gray"]:
+            base = np.rint(np.clip(img @ _GREY_WEIGHTS, 0, 1) * 255).astype(np.uint8)[:, :, None]
+        else:
+            base = to_uint8(img)
+        vals = _vals(base)
+        n = poisson_levels(base, vals, rng) * np.float32(1 / vals) - base.astype(np.float32) * np.float32(1 / 255)
+        n *= np.float32(noise["scale"])
+    out = img + n
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def usm_sharp(img, radius=51, sigma=8.0, weight=0.5, threshold=10, region=None):
+    """BasicSR's USMSharp: img + weight * (img - blur), blended in by the blurred mask |img - blur| > threshold
+    (Gaussian radius x radius, reflect-101 borders; the sharpened value is clipped to [0, 1]).
+
+    region (y0, x0, h, w): return only that part, computing no more than it needs: the blur on the region
+    grown by radius // 2 and the mask blur on that, each from a window clipped to the image, so the values
+    are those of sharpening the whole image."""
+    cv2 = _cv2()
+    g = cv2.getGaussianKernel(int(radius), float(sigma)).astype(np.float32)
+    ih, iw = img.shape[:2]
+    y0, x0, h, w = region if region is not None else (0, 0, ih, iw)
+    r = int(radius) // 2
+
+    def grow(m):
+        return max(0, y0 - m), max(0, x0 - m), min(ih, y0 + h + m), min(iw, x0 + w + m)
+
+    a0, b0, a1, b1 = grow(2 * r)   # the blur's input window
+    c0, d0, c1, d1 = grow(r)       # where the blur (and so the mask) is needed
+    src = img[a0:a1, b0:b1]
+    blur = cv2.sepFilter2D(src, -1, g, g, borderType=cv2.BORDER_REFLECT_101)[c0 - a0: c1 - a0, d0 - b0: d1 - b0]
+    mid = img[c0:c1, d0:d1]
+    residual = mid - blur
+    mask = (np.abs(residual) * 255 > threshold).astype(np.float32)
+    soft = cv2.sepFilter2D(mask, -1, g, g, borderType=cv2.BORDER_REFLECT_101)
+    sl = (slice(y0 - c0, y0 - c0 + h), slice(x0 - d0, x0 - d0 + w))
+    soft, mid, residual = soft[sl], mid[sl], residual[sl]
+    sharp = np.clip(mid + np.float32(weight) * residual, 0.0, 1.0)
+    return soft * sharp + (1 - soft) * mid
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------------------
+
+
+def crop_gt(hr, params, config=REALESRGAN):
+    """Flip, reflect-101 pad (bottom/right) to crop_pad_size and crop it; whole-image mode: modcrop only."""
+    scale = params["scale"]
+    if params["flip"]:
+        hr = hr[:, ::-1]
+    if params["crop"] is not None:
+        size = int(config["crop_pad_size"])
+        h, w = hr.shape[:2]
+        if h < size or w < size:
+            hr = np.pad(hr, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="reflect")
+        top, left = params["crop"]
+        hr = hr[top: top + size, left: left + size]
+    h, w = hr.shape[:2]
+    return np.ascontiguousarray(hr[: h - h % scale, : w - w % scale])
+
+
+def _stage(out, kernel, resize_p, noise, q, size_hw, rng, config):
+    if kernel is not None:
+        out = filter2d(out, K.build_kernel(kernel, config["blur_kernel_size"]))
+    # always resized, as Real-ESRGAN does: a stage-1 "keep" is the same size (a no-op), a stage-2 "keep"
+    # is ori / scale
+    out = resize(out, size_hw, resize_p["mode"])
+    out = add_noise(out, noise, rng)
+    if q is not None:
+        out = jpeg(out, q)
+    return out
+
+
+def apply_params(hr, params, config=REALESRGAN):
+    """The image work for drawn `params`: {"hr": uint8 GT, "hr_usm": float32 [0, 1] or None, "lr": uint8}."""
+    hr = np.asarray(hr)
+    if hr.ndim == 2:
+        hr = np.repeat(hr[:, :, None], 3, axis=2)
+    if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+        raise ValueError(f"degrade: expected a uint8 HxWx3 image, got {hr.dtype} {hr.shape}")
+    if list(hr.shape[:2]) != params["hr_shape"]:
+        raise ValueError(f"degrade: params were drawn for an HR of {params['hr_shape']}, got {list(hr.shape[:2])}")
+    scale = params["scale"]
+    gt = crop_gt(hr, params, config)
+    ori_h, ori_w = gt.shape[:2]
+    rng = np.random.Generator(np.random.PCG64(params["noise_seed"]))
+    img = gt.astype(np.float32) * np.float32(1 / 255)
+
+    r1 = params["resize1"]
+    size1 = (int(ori_h * r1["factor"]), int(ori_w * r1["factor"]))
+    out = _stage(img, params["kernel1"], r1, params["noise1"], params["jpeg1"], size1, rng, config)
+    r2 = params["resize2"]
+    size2 = (int(ori_h / scale * r2["factor"]), int(ori_w / scale * r2["factor"]))
+    out = _stage(out, params["kernel2"], r2, params["noise2"], None, size2, rng, config)
+
+    final_k = K.build_kernel(params["final_sinc"], config["blur_kernel_size"])
+    lq_hw = (ori_h // scale, ori_w // scale)
+    if params["resize_first"]:
+        out = filter2d(resize(out, lq_hw, params["final_mode"]), final_k)
+        if params["jpeg2"] is not None:
+            out = jpeg(out, params["jpeg2"])
+    else:
+        if params["jpeg2"] is not None:
+            out = jpeg(out, params["jpeg2"])
+        out = filter2d(resize(out, lq_hw, params["final_mode"]), final_k)
+    lr = to_uint8(out)
+
+    if params["lq_crop"] is not None:
+        lq_size = int(config["gt_size"]) // scale
+        top, left = params["lq_crop"]
+        lr = lr[top: top + lq_size, left: left + lq_size]
+        y0, x0, gs = top * scale, left * scale, lq_size * scale
+    else:
+        y0, x0, gs = 0, 0, None
+    hr_usm = None
+    if config["usm"]:
+        usm_args = (config["usm_radius"], config["usm_sigma"], config["usm_weight"], config["usm_threshold"])
+        # only the GT crop is needed: sharpening just that region gives what sharpening the whole GT would
+        hr_usm = usm_sharp(img, *usm_args, region=None if gs is None else (y0, x0, gs, gs))
+    if gs is not None:
+        gt = gt[y0: y0 + gs, x0: x0 + gs]
+    return {"hr": np.ascontiguousarray(gt), "hr_usm": None if hr_usm is None else np.ascontiguousarray(hr_usm),
+            "lr": np.ascontiguousarray(lr)}
+
+
+def degrade(gt_uint8, rng, config=REALESRGAN, scale=4):
+    """One degraded sample: {"hr": uint8 GT crop, "hr_usm": float32 [0, 1] sharpened GT (None when usm is off),
+    "lr": uint8 LQ (exactly GT / scale), "params": the draws}. All randomness comes from `rng`."""
+    gt_uint8 = np.asarray(gt_uint8)
+    params = sample_params(rng, config, gt_uint8.shape[:2], scale)
+    out = apply_params(gt_uint8, params, config)
+    out["params"] = params
+    return out
+
+
+class RealESRGANTransform:
+    """The loader's transform: `transform(hr_uint8, rng) -> {"lr", "hr", "hr_usm"}` float32 HxWx3 in [0, 255].
+
+    hr_uint8: the whole HR image (or any crop of it; smaller than crop_pad_size is reflect-padded). Output:
+    LR gt_size // scale, HR and HR-sharpened gt_size (both 256 / 64 by default). `config`: a preset name, a dict
+    from `make_config`, or overrides of the Real-ESRGAN preset. `dtype="uint8"` returns uint8 (hr_usm rounded).
+    `cv2_threads`: OpenCV's own thread count (1: the loader's workers are the parallelism; None: leave it).
+    """
+
+    def __init__(self, config=REALESRGAN, scale=4, gt_size=256, dtype="float32", cv2_threads=1):
+        # a preset name, or a dict of options (a full config or just overrides) over the Real-ESRGAN preset
+        config = make_config(preset=config) if isinstance(config, str) else make_config(config)
+        self.config = dict(config, gt_size=gt_size)
+        self.scale = int(scale)
+        if gt_size is not None and gt_size % self.scale:
+            raise UserError(f"gt_size {gt_size} is not a multiple of the scale {self.scale}")
+        self.dtype = np.dtype(dtype)
+        if cv2_threads is not None:
+            set_cv2_threads(cv2_threads)
+
+    def __call__(self, hr_uint8, rng):
+        out = degrade(hr_uint8, rng, self.config, self.scale)
+        if self.dtype == np.uint8:
+            usm = out["hr"] if out["hr_usm"] is None else to_uint8(out["hr_usm"])
+            return {"lr": out["lr"], "hr": out["hr"], "hr_usm": usm}
+        hr = out["hr"].astype(np.float32)
+        usm = hr if out["hr_usm"] is None else out["hr_usm"] * np.float32(255)
+        return {"lr": out["lr"].astype(np.float32), "hr": hr, "hr_usm": usm}
