@@ -1,259 +1,22 @@
-"""Image I/O, MATLAB-exact bicubic resizing, dataset layouts (DIV2K, benchmark folders) and the patch loader.
+"""Datasets and loaders: dataset layouts (DIV2K, benchmark folders, folders of HR images), LR transforms made on
+the fly, and the patch samplers the trainer draws batches from.
 
-Only numpy and Pillow here, so the module works with every Keras backend; Keras itself is imported lazily
-(only when `PatchDataset` is first used) so that `convert.py` starts fast.
+Image I/O and resizing live in `imaging/` (imaging.io, imaging.resize); their names are re-exported here, so
+`data.read_image`, `data.write_image`, `data.imresize`, `data.IMAGE_EXTS` keep working. Only numpy and Pillow
+here; Keras is imported lazily (only when `PatchDataset` is first used) so that `convert.py` starts fast.
 """
 import collections
 import math
 import os
 import re
-from pathlib import Path
 from typing import NamedTuple, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from utils import UserError, atomic_path, parse_id_range, warn
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
-ARRAY_EXTS = (".npy",)
-READABLE_EXTS = IMAGE_EXTS + ARRAY_EXTS
-
-# ----------------------------------------------------------------------------------------------------------
-# Reading and writing images
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _to_uint8_16bit(a):
-    """16-bit (or wider integer) values 0..65535 -> 0..255, rounding to nearest (65535 -> 255, 32768 -> 128)."""
-    a = np.clip(a.astype(np.int64), 0, 65535)
-    return ((a * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def _grey_or_rgb(arr, keep_grey, name, what):
-    """`arr` is HxW uint8 from a `what` (e.g. "16-bit") grey source: return it (keep_grey) or as HxWx3."""
-    kind = f"{what} grey image" if what else "grey image"
-    if keep_grey:
-        if what:
-            warn(f"{name}: {kind} converted to 8 bit")
-        return arr
-    warn(f"{name}: {kind} converted to RGB")
-    return np.repeat(arr[:, :, None], 3, axis=2)
-
-
-def _from_array(arr, name, keep_grey):
-    """Validate / normalise an in-memory or .npy array to uint8 HxWx3 (or HxW with keep_grey)."""
-    if not isinstance(arr, np.ndarray) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
-        shape = getattr(arr, "shape", None)
-        raise UserError(f"{name}: expected an HxW or HxWx3 image array, got shape {shape}; re-create it with convert.py")
-    if arr.dtype != np.uint8:
-        if arr.dtype == np.uint16:
-            warn(f"{name}: 16-bit values scaled to 8 bit")
-            arr = _to_uint8_16bit(arr)
-        elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
-            warn(f"{name}: {arr.dtype} values rounded and clipped to 8 bit")
-            arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
-        else:
-            raise UserError(f"{name}: unsupported array dtype {arr.dtype}; expected uint8")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        warn(f"{name}: alpha channel dropped")
-        arr = arr[:, :, :3]
-    if arr.ndim == 2:
-        return arr if keep_grey else np.repeat(arr[:, :, None], 3, axis=2)
-    return arr
-
-
-def read_image(path, keep_grey=False):
-    """Read any image (PNG/JPEG/BMP/TIFF/...) or `.npy` array as uint8 RGB HxWx3.
-
-    Every mode becomes 8-bit RGB with a one-line warning naming the file: grey is replicated to 3 channels,
-    alpha (RGBA, LA, PA) is dropped (the stored colours are kept; no compositing), palette images are
-    expanded, 16-bit values are scaled by 255/65535 with rounding, float images are taken as [0, 1] when
-    their maximum is <= 1 and as [0, 255] otherwise, CMYK/YCbCr/LAB/HSV go through Pillow's RGB conversion.
-    `keep_grey=True` returns HxW uint8 for single-channel sources (no warning for plain 8-bit grey).
-    A numpy array is accepted too (passed through the same checks), so `read_image(pair.lr)` works for LR
-    images made in memory. Missing / unreadable / corrupt files raise `UserError` naming the file.
-    """
-    if isinstance(path, np.ndarray):
-        return _from_array(path, "in-memory image", keep_grey)
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"image not found: {path}; check the path (and the dataset layout)")
-    if path.lower().endswith(".npy"):
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise UserError(f"cannot read {path}: {e}; delete it and re-run the conversion (python convert.py ... numpy)") from None
-        return _from_array(arr, path, keep_grey)
-    try:
-        with Image.open(path) as im:
-            # Pillow reduces 16-bit colour PNGs to 8 bit while decoding (it keeps the high byte)
-            deep = im.mode in ("RGB", "RGBA") and any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)
-            im.load()
-            if deep:
-                warn(f"{path}: 16-bit colour image reduced to 8 bit (high byte, by Pillow)")
-            return _pil_to_array(im, path, keep_grey)
-    except UserError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        msg = str(e).replace(os.linesep, " ").strip() or type(e).__name__
-        raise UserError(f"cannot read image {path} ({msg}); the file is corrupt or not an image: replace or remove it") from None
-
-
-def _pil_to_array(im, name, keep_grey):
-    mode = im.mode
-    if mode == "RGB":
-        return np.asarray(im, dtype=np.uint8).copy()
-    if mode == "L":
-        return _grey_or_rgb(np.asarray(im, dtype=np.uint8).copy(), keep_grey, name, "")
-    if mode == "1":
-        return _grey_or_rgb(np.asarray(im.convert("L"), dtype=np.uint8).copy(), keep_grey, name, "1-bit")
-    if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(im)
-        if arr.dtype.byteorder == ">" or arr.dtype.kind != "i" and arr.dtype.kind != "u":
-            arr = arr.astype(np.int64)
-        return _grey_or_rgb(_to_uint8_16bit(arr), keep_grey, name, "16-bit")
-    if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        if np.nanmax(arr) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(np.round(arr)), 0, 255).astype(np.uint8)
-        return _grey_or_rgb(arr, keep_grey, name, "floating-point")
-    if mode in ("LA", "La"):
-        warn(f"{name}: alpha channel dropped")
-        arr = np.asarray(im.getchannel(0), dtype=np.uint8).copy()
-        return arr if keep_grey else np.repeat(arr[:, :, None], 3, axis=2)
-    if mode in ("RGBA", "RGBa", "RGBX"):
-        if mode != "RGBX":
-            warn(f"{name}: alpha channel dropped")
-        return np.asarray(im, dtype=np.uint8)[:, :, :3].copy()
-    if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in im.info
-        if has_alpha:
-            warn(f"{name}: palette image expanded to RGB, transparency dropped")
-        else:
-            warn(f"{name}: palette image expanded to RGB")
-        rgb = im.convert("RGBA" if has_alpha else "RGB")
-        return np.asarray(rgb, dtype=np.uint8)[:, :, :3].copy()
-    # CMYK, YCbCr, LAB, HSV, I;16 variants Pillow can convert, ...
-    warn(f"{name}: {mode} image converted to RGB")
-    try:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except ValueError as e:
-        raise UserError(f"cannot convert image {name} (mode {mode}) to RGB: {e}; save it as 8-bit RGB PNG") from None
-
-
-def write_image(path, array, compress_level=6):
-    """Write uint8 HxWx3 (or HxW grey) as PNG atomically, creating the folder.
-
-    Float arrays are rounded and clipped to [0, 255] first (model outputs are in pixel units).
-    """
-    arr = np.asarray(array)
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.round(arr.astype(np.float64)), 0, 255).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise ValueError(f"write_image: expected HxW or HxWx3 array, got shape {arr.shape}")
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG", compress_level=compress_level)
-    return path
-
-
-# ----------------------------------------------------------------------------------------------------------
-# MATLAB-compatible bicubic imresize
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _cubic(x):
-    """Keys cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."""
-    ax = np.abs(x)
-    ax2 = ax * ax
-    ax3 = ax2 * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
-
-
-_CONTRIB_CACHE = {}
-
-
-def _contributions(in_len, out_len, scale):
-    """Per-output weights (out_len x P) and 0-based source indices, as MATLAB's imresize `contributions`."""
-    key = (in_len, out_len, scale)
-    if key in _CONTRIB_CACHE:
-        return _CONTRIB_CACHE[key]
-    width = 4.0
-    antialias = scale < 1
-    if antialias:
-        width /= scale  # the kernel is stretched by 1/scale when shrinking
-    x = np.arange(1, out_len + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)  # output pixel centre in input coordinates (1-based)
-    left = np.floor(u - width / 2)
-    taps = int(math.ceil(width)) + 2
-    idx = left[:, None] + np.arange(taps)[None, :]
-    dist = u[:, None] - idx
-    w = scale * _cubic(scale * dist) if antialias else _cubic(dist)
-    w = w / w.sum(axis=1, keepdims=True)
-    # symmetric padding: index sequence 1..n, n..1 repeated
-    mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
-    idx = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]
-    keep = np.any(w != 0, axis=0)  # MATLAB drops all-zero tap columns
-    result = (np.ascontiguousarray(w[:, keep]), np.ascontiguousarray(idx[:, keep]))
-    if len(_CONTRIB_CACHE) > 256:
-        _CONTRIB_CACHE.clear()
-    _CONTRIB_CACHE[key] = result
-    return result
-
-
-def _round_half_away(x):
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
-def imresize(img, scale=None, output_shape=None):
-    """MATLAB `imresize(img, scale, 'bicubic')` (antialiased when shrinking), bit-exact for uint8.
-
-    `img`: HxW or HxWxC, uint8 or float. Give `scale` (a number; output size ceil(scale * size)) or
-    `output_shape` (H, W). uint8 in -> uint8 out, rounded half away from zero and clipped after EACH axis
-    pass, as MATLAB's uint8 code path does (this is what makes it bit-exact); float in -> float64 out.
-    Axes are processed in order of increasing scale factor (height first on ties), like MATLAB.
-    """
-    img = np.asarray(img)
-    if img.ndim not in (2, 3):
-        raise ValueError(f"imresize: expected HxW or HxWxC image, got shape {img.shape}")
-    h, w = img.shape[:2]
-    if output_shape is not None:
-        out_h, out_w = int(output_shape[0]), int(output_shape[1])
-        scales = (out_h / h, out_w / w)
-    elif scale is not None:
-        scales = (float(scale), float(scale))
-        out_h, out_w = int(math.ceil(scale * h)), int(math.ceil(scale * w))
-    else:
-        raise ValueError("imresize: give scale or output_shape")
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"imresize: output size {out_h}x{out_w} is empty")
-    is_uint8 = img.dtype == np.uint8
-    out = img.astype(np.float64)
-    order = sorted(range(2), key=lambda a: scales[a])  # stable: height first on ties
-    for axis in order:
-        n_in, n_out = (h, out_h) if axis == 0 else (w, out_w)
-        weights, idx = _contributions(n_in, n_out, scales[axis])
-        # resize along axis 0 only: gathering whole rows is a fast contiguous copy (the width pass transposes)
-        src = np.ascontiguousarray(np.swapaxes(out, 0, 1)) if axis == 1 else out
-        acc = np.zeros((n_out,) + src.shape[1:])
-        tap = np.empty_like(acc)
-        shape = (-1,) + (1,) * (src.ndim - 1)
-        for p in range(weights.shape[1]):  # summing tap by tap keeps MATLAB's order of additions
-            np.take(src, idx[:, p], axis=0, out=tap)
-            tap *= weights[:, p].reshape(shape)
-            acc += tap
-        out = np.swapaxes(acc, 0, 1) if axis == 1 else acc
-        if is_uint8:
-            out = np.clip(_round_half_away(out), 0, 255)
-    if is_uint8:
-        return out.astype(np.uint8)
-    return out
-
+from imaging.io import (ARRAY_EXTS, IMAGE_EXTS, READABLE_EXTS, _from_array, _pil_to_array,  # noqa: F401
+                        _to_uint8_16bit, read_image, write_image)
+from imaging.resize import _contributions, _cubic, _round_half_away, imresize  # noqa: F401
+from utils import UserError, parse_id_range, warn
 
 # ----------------------------------------------------------------------------------------------------------
 # Dataset layouts
@@ -472,6 +235,60 @@ def iter_images(pairs, scale, keep_grey=False):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# HR-only datasets and LR transforms
+# ----------------------------------------------------------------------------------------------------------
+
+
+def open_hr_images(root, subset="train", images=None):
+    """HR image paths (sorted) of a dataset folder, for training with an LR transform (no LR files needed).
+
+    Layouts: DIV2K (`root/DIV2K_{subset}_HR/0001.png`; `images` an id range), a benchmark folder (`root/HR/`),
+    or any folder of images (`root/*.png|jpg|...|npy`; `images` selects 1-based positions in sorted order).
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        what = "is a file, not a folder" if os.path.exists(root) else "not found"
+        raise UserError(f"dataset folder {root} {what}; give a folder of HR images or a DIV2K tree")
+    div2k = os.path.join(root, f"DIV2K_{subset}_HR")
+    if os.path.isdir(div2k):
+        files = {int(s): p for s, p in _list_images(div2k).items() if s.isdigit()}
+        if not files:
+            raise UserError(f"no images named like 0001.png in {div2k}; expected the DIV2K layout")
+        return [p for _, p in _select(sorted(files.items()), images, div2k)]
+    folder = os.path.join(root, "HR") if os.path.isdir(os.path.join(root, "HR")) else root
+    files = sorted(_list_images(folder).values())
+    if not files:
+        raise UserError(f"no images ({', '.join(READABLE_EXTS)}) in {folder}; give a folder of HR images")
+    return [p for _, p in _select(list(enumerate(files, 1)), images, folder)]
+
+
+class BicubicTransform:
+    """LR from HR by MATLAB-exact bicubic downscaling: `transform(hr_crop_uint8, rng) -> {"lr", "hr"}`."""
+
+    def __init__(self, scale):
+        self.scale = int(scale)
+
+    def __call__(self, hr, rng=None):
+        return {"lr": imresize(hr, scale=1.0 / self.scale), "hr": hr}
+
+
+def make_transform(name, scale, config=None):
+    """The LR transform named `name` (train.py --lr-transform): "bicubic", or "realesrgan" (the Real-ESRGAN
+    degradation pipeline, `degradations.RealESRGANTransform(config)`); None for "none" (paired LR files)."""
+    if name in (None, "none"):
+        return None
+    if name == "bicubic":
+        return BicubicTransform(scale)
+    if name == "realesrgan":
+        try:
+            from degradations import RealESRGANTransform
+        except ImportError as e:
+            raise UserError(f"--lr-transform realesrgan needs the degradations package ({e})") from None
+        return RealESRGANTransform(dict(config or {}, scale=int(scale)))
+    raise UserError(f"unknown --lr-transform {name!r}; choose none, bicubic or realesrgan")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Patch loader
 # ----------------------------------------------------------------------------------------------------------
 
@@ -524,43 +341,76 @@ def _mmap_cache_size():
     return _MMAP_CACHE[0]
 
 
-class _PatchSampler:
-    """Numpy-only batch logic shared by `PatchDataset` (kept free of Keras so it pickles and tests fast)."""
+def shard_indices(indices, process_index=0, process_count=1):
+    """This process's share of `indices`: contiguous, disjoint across processes, together complete.
 
-    def _setup(self, pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed):
+    The hook for multi-device / multi-process training (training/distribute.py): every process draws the
+    same global batch `b` (samples b*B .. b*B+B-1) and keeps its slice, so the data do not depend on the
+    number of processes. len(indices) must be divisible by process_count.
+    """
+    indices = list(indices)
+    process_count, process_index = int(process_count), int(process_index)
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process {process_index} of {process_count}")
+    if len(indices) % process_count:
+        raise UserError(f"a batch of {len(indices)} samples cannot be split evenly over {process_count} "
+                        f"processes/devices; choose a --batch-size divisible by {process_count}")
+    share = len(indices) // process_count
+    return indices[process_index * share:(process_index + 1) * share]
+
+
+class _PatchSampler:
+    """Numpy-only patch sampling shared by `PatchDataset`, `Patches` and `HRPatches`.
+
+    Every sample is a function of (seed, epoch, sample index) only: its numpy Generator is keyed by those
+    three numbers. Batch `b` holds samples b*B .. b*B+B-1, so any number of worker threads or processes,
+    any order of requests and a resumed run all give the same data.
+    """
+
+    def _setup(self, pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed, transform=None):
         pairs = list(pairs)
         if not pairs:
-            raise UserError("no image pairs to sample patches from")
+            raise UserError("no images to sample patches from")
         self.scale = int(scale)
+        self.transform = transform
         if hr_patch is not None:
             if hr_patch % self.scale:
                 raise UserError(f"HR patch size {hr_patch} is not a multiple of the scale {self.scale}")
             lr_patch = hr_patch // self.scale
         self.lr_patch = int(lr_patch)
+        if self.lr_patch < 1:
+            raise UserError(f"--lr-patch {lr_patch}: must be positive")
         self.hr_patch = self.lr_patch * self.scale
         self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size {batch_size}: must be positive")
         self.augment = bool(augment)
         self.seed = int(seed)
         self.fixed = bool(fixed)
         self.steps = int(steps) if steps else max(1, math.ceil(len(pairs) / self.batch_size))
         self.epoch = 0
         self.stems = [p[0] for p in pairs]
-        n_png = sum(not (isinstance(p[1], str) and p[1].lower().endswith(".npy")) for p in pairs)
+        n_png = sum(not (isinstance(p[2], str) and p[2].lower().endswith(".npy")) for p in pairs)
         if n_png > 100:
             warn(f"decoding {n_png} non-.npy images into memory; convert the dataset with "
                  f"`python convert.py -i IN -o OUT numpy` for a faster start and less memory")
-        self.lr_src = [_Source(p[1]) for p in pairs]
         self.hr_src = [_Source(p[2]) for p in pairs]
-        lr_shapes = np.array([s.shape[:2] for s in self.lr_src])
         hr_shapes = np.array([s.shape[:2] for s in self.hr_src])
+        if transform is None:
+            self.lr_src = [_Source(p[1]) for p in pairs]
+            lr_shapes = np.array([s.shape[:2] for s in self.lr_src])
+        else:  # HR only: the LR crop is made from the HR crop
+            self.lr_src = None
+            lr_shapes = hr_shapes // self.scale
         for k, p in enumerate(pairs):
             if (hr_shapes[k] < lr_shapes[k] * self.scale).any():
                 raise UserError(f"{p[2]} is smaller than x{self.scale} its LR image {p[1] if isinstance(p[1], str) else ''}; "
                                 f"wrong --scale or mismatched files")
             if (lr_shapes[k] < self.lr_patch).any():
-                raise UserError(f"LR image {p[1] if isinstance(p[1], str) else p[0]} ({lr_shapes[k][1]}x{lr_shapes[k][0]}) "
-                                f"is smaller than the {self.lr_patch}px patch; use a smaller --lr-patch")
-        self._max_yx = lr_shapes - self.lr_patch  # inclusive upper bound of the crop corner
+                name = p[1] if isinstance(p[1], str) else p[2] if isinstance(p[2], str) else p[0]
+                raise UserError(f"image {name} ({lr_shapes[k][1]}x{lr_shapes[k][0]} at LR size) is smaller than the "
+                                f"{self.lr_patch}px patch (LR pixels); use a smaller --lr-patch")
+        self._max_yx = lr_shapes - self.lr_patch  # inclusive upper bound of the crop corner (LR pixels)
         self._mmaps = collections.OrderedDict()
 
     def __getstate__(self):
@@ -589,15 +439,16 @@ class _PatchSampler:
                 pass
         return m
 
-    def _rng(self, index):
-        # keyed by (seed, epoch, index): the same batch whichever worker makes it, and `fixed` repeats it
-        # every epoch. Philox with an explicit key avoids SeedSequence, which costs ~1 ms per batch.
-        epoch = 0 if self.fixed else self.epoch
-        key = [self.seed & 0xFFFFFFFFFFFFFFFF, ((epoch & 0xFFFFFFFF) << 32) | (index & 0xFFFFFFFF)]
+    def rng(self, epoch, index):
+        """The numpy Generator of sample `index` of `epoch` (`fixed`: the same in every epoch).
+
+        Philox with an explicit key (seed, epoch, index) avoids SeedSequence, which costs ~1 ms per call."""
+        epoch = 0 if self.fixed else int(epoch)
+        key = [self.seed & 0xFFFFFFFFFFFFFFFF, ((epoch & 0xFFFFFFFF) << 32) | (int(index) & 0xFFFFFFFF)]
         return np.random.Generator(np.random.Philox(key=key))
 
     @staticmethod
-    def _transform(view, flip, rot):
+    def _augment(view, flip, rot):
         """Horizontal flip then np.rot90(view, rot) on an HxWxC view, without copying (views only)."""
         if flip:
             view = view[:, ::-1]
@@ -609,28 +460,63 @@ class _PatchSampler:
             return view.transpose(1, 0, 2)[:, ::-1]
         return view
 
-    def batch(self, index):
-        """(lr float32 BxPxPx3, hr float32 Bx(sP)x(sP)x3) in [0, 255] for batch `index` of the current epoch."""
-        rng = self._rng(index)
-        b, p, s, hp = self.batch_size, self.lr_patch, self.scale, self.hr_patch
-        which = rng.integers(0, len(self.lr_src), size=b)
-        frac = rng.random((b, 2))
-        corner = np.floor(frac * (self._max_yx[which] + 1)).astype(np.int64).tolist()
-        if self.augment:
-            flips = (rng.random(b) < 0.5).tolist()
-            rots = rng.integers(0, 4, size=b).tolist()
-        else:
-            flips, rots = [False] * b, [0] * b
-        which = which.tolist()
-        lr = np.empty((b, p, p, 3), np.float32)
-        hr = np.empty((b, hp, hp, 3), np.float32)
-        for k in range(b):
-            i, (y, x) = which[k], corner[k]
-            # one pass per patch: read the crop (only these rows of a memory-mapped file), augment as a view,
-            # and convert to float32 while copying into the batch
-            lr[k] = self._transform(self._view(self.lr_src[i])[y: y + p, x: x + p], flips[k], rots[k])
-            hr[k] = self._transform(self._view(self.hr_src[i])[y * s: y * s + hp, x * s: x * s + hp], flips[k], rots[k])
-        return lr, hr
+    def sample(self, epoch, index):
+        """Sample `index` of `epoch`: {"lr": float32 PxPx3, "hr": float32 sPxsPx3, ...} in [0, 255]."""
+        rng = self.rng(epoch, index)
+        i = int(rng.integers(0, len(self.hr_src)))
+        y, x = np.floor(rng.random(2) * (self._max_yx[i] + 1)).astype(np.int64).tolist()
+        flip, rot = (bool(rng.random() < 0.5), int(rng.integers(0, 4))) if self.augment else (False, 0)
+        p, s, hp = self.lr_patch, self.scale, self.hr_patch
+        hr = self._augment(self._view(self.hr_src[i])[y * s: y * s + hp, x * s: x * s + hp], flip, rot)
+        if self.transform is None:
+            lr = self._augment(self._view(self.lr_src[i])[y: y + p, x: x + p], flip, rot)
+            return {"lr": np.asarray(lr, np.float32), "hr": np.asarray(hr, np.float32)}
+        out = self.transform(np.ascontiguousarray(hr), rng)
+        return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+    def batch_indices(self, index, process_index=0, process_count=1):
+        """Sample indices of batch `index` for one process (see `shard_indices`)."""
+        b = self.batch_size
+        return shard_indices(range(int(index) * b, (int(index) + 1) * b), process_index, process_count)
+
+    def epoch_indices(self, epoch, process_index=0, process_count=1):
+        """All sample indices this process draws in `epoch` (steps x its share of each batch)."""
+        return [i for b in range(self.steps) for i in self.batch_indices(b, process_index, process_count)]
+
+    def batch(self, epoch, index, process_index=0, process_count=1):
+        """Batch `index` of `epoch` as a dict of stacked float32 arrays ({"lr": BxPxPx3, "hr": Bx(sP)x(sP)x3},
+        plus whatever keys the transform adds, e.g. "hr_usm")."""
+        samples = [self.sample(epoch, i) for i in self.batch_indices(index, process_index, process_count)]
+        return {k: np.stack([smp[k] for smp in samples]) for k in samples[0]}
+
+
+class Patches(_PatchSampler):
+    """Random aligned LR/HR patches of paired images (numpy only): `batch(epoch, index) -> {"lr", "hr"}`.
+
+    pairs: from `open_pairs`. lr_patch (default 48) or hr_patch (= lr_patch * scale) sets the size.
+    augment: random horizontal flip + rot90, identical for LR and HR. `fixed=True` repeats the same samples
+    every epoch. `steps`: batches per epoch (default: one pass worth, ceil(len(pairs) / batch_size)).
+    `.npy` sources are memory-mapped and only the crop is read; other formats are decoded once into memory.
+    """
+
+    def __init__(self, pairs, scale, batch_size=16, lr_patch=48, hr_patch=None, augment=True, seed=0,
+                 steps=None, fixed=False):
+        self._setup(pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed)
+
+
+class HRPatches(_PatchSampler):
+    """Random HR patches of HR-only images with the LR made by `transform(hr_crop_uint8, rng) -> dict`
+    (`BicubicTransform`, or the Real-ESRGAN degradation pipeline); the rng is the sample's own Generator.
+
+    hr_paths: from `open_hr_images`. Patches are cropped at LR-pixel positions (HR corner a multiple of scale)
+    and augmented before the transform. Otherwise as `Patches`.
+    """
+
+    def __init__(self, hr_paths, scale, transform, batch_size=16, lr_patch=48, hr_patch=None, augment=True,
+                 seed=0, steps=None, fixed=False):
+        pairs = [Pair(os.path.splitext(os.path.basename(os.fspath(p)))[0] if not isinstance(p, np.ndarray)
+                      else f"image{k}", None, p) for k, p in enumerate(hr_paths)]
+        self._setup(pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed, transform=transform)
 
 
 def validation_crops(pairs, scale, count=None, lr_patch=48, hr_patch=None, seed=0):
@@ -659,15 +545,8 @@ def _make_patch_dataset_class():
     import keras
 
     class PatchDataset(_PatchSampler, keras.utils.PyDataset):
-        """Random aligned LR/HR patches as a `keras.utils.PyDataset` (numpy batches; any backend).
-
-        pairs: from `open_pairs`. lr_patch (default 48) or hr_patch (= lr_patch * scale) sets the size.
-        augment: random horizontal flip + rot90, applied identically to LR and HR. Batches are a function of
-        (seed, epoch, index) only, so any number of workers / processes gives the same data; `fixed=True`
-        (validation on random crops) gives the same crops every epoch. `steps`: batches per epoch
-        (default: one pass worth, ceil(len(pairs) / batch_size)). `.npy` sources are memory-mapped and only
-        the crop is read; other formats are decoded once and kept in memory.
-        """
+        """`Patches` as a `keras.utils.PyDataset` of `(lr, hr)` tuples, for `model.fit` (train.py uses the
+        numpy `Patches` through its own loop). `workers`/`use_multiprocessing` as in PyDataset."""
 
         def __init__(self, pairs, scale, batch_size=16, lr_patch=48, hr_patch=None, augment=True, seed=0,
                      steps=None, fixed=False, workers=1, use_multiprocessing=False, max_queue_size=10):
@@ -680,7 +559,8 @@ def _make_patch_dataset_class():
         def __getitem__(self, index):
             if index < 0 or index >= self.steps:
                 raise IndexError(index)
-            return self.batch(index)
+            b = self.batch(self.epoch, index)
+            return b["lr"], b["hr"]
 
         def on_epoch_end(self):
             self.epoch += 1

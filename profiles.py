@@ -1,16 +1,17 @@
 """Named model + training profiles (plain data), as in krasserm/wdsr's `train.py` and GRAM's `sr-resnet`.
 
 Each profile: {"arch": ..., "model": {build_model params}, "train": {loss, optimizer and schedule, batches}}.
-`resolve(name, overrides)` merges command-line overrides (None = not given); `build_from_profile` builds the model.
-Learning rates step-decay by `lr_decay` at `lr_boundaries` (optimizer steps): krasserm halves every 200 epochs
-of 1000 steps, i.e. at 200k steps; 300 epochs in all.
+Every key is an option of the training schema (training/config.py) and is checked against it: an unknown key
+or a bad value is an error (`check()`; tests/test_profiles.py runs it on every profile). `flat(name)` is the
+profile as one dict; `resolve(name, overrides)` merges overrides (None = not given); `build_from_profile`
+builds the model. Learning rates step-decay by `lr_decay` at `lr_boundaries` (optimizer steps): krasserm
+halves every 200 epochs of 1000 steps, i.e. at 200k steps; 300 epochs in all.
 """
 import copy
 
 from utils import UserError
 
-MODEL_KEYS = ("num_filters", "num_res_blocks", "res_expansion", "res_scaling", "weightnorm", "pred_logvar",
-              "growth_channels")
+from training.config import MODEL_KEYS, OPTIONS, check_profile  # noqa: E402  (the one schema)
 
 _TRAIN = {
     "loss": "mae",
@@ -83,6 +84,18 @@ def profile_names():
     return list(PROFILES)
 
 
+def check():
+    """ValueError naming the profile and key when any profile is not valid data for the schema."""
+    for name, profile in PROFILES.items():
+        check_profile(name, profile)
+
+
+def flat(name):
+    """The profile as one flat dict {option: value} (plus "arch")."""
+    p = PROFILES[name]
+    return {"arch": p["arch"], **p["model"], **p["train"]}
+
+
 def resolve(profile, overrides=None, **kwargs):
     """Merged config {"profile", "arch", "model", "train"} of a profile and overrides (None values ignored).
 
@@ -99,11 +112,13 @@ def resolve(profile, overrides=None, **kwargs):
         if key in MODEL_KEYS:
             if key not in config["model"]:
                 raise UserError(f"profile {profile} ({config['arch']}) has no {key.replace('_', '-')} option")
-            config["model"][key] = value
+            config["model"][key] = OPTIONS[key].check(value, "override")
         elif key == "arch":
             raise UserError("the architecture comes from the profile; choose another profile instead")
+        elif key not in OPTIONS:
+            raise UserError(f"unknown option {key!r} for profile {profile}; see train.py --help")
         else:
-            config["train"][key] = value
+            config["train"][key] = OPTIONS[key].check(value, "override")
     return config
 
 

@@ -1,4 +1,15 @@
-"""Training core: configuration schema (config), what is trained (task), the per-backend step (backend) and
-the loop with EMA, validation, checkpoints and exact resume (trainer). See docs/DESIGN.md "Trainer"."""
-from training.task import PixelTask, Task  # noqa: F401
-from training.trainer import EMA, Trainer, Validation, read_state  # noqa: F401
+"""Training core, by concern: `config` (the one option schema: parser, profiles, args.json), `task` (what is
+trained: networks, optimizers, phases, loss terms), `backend` (the per-backend train step), `trainer` (the
+loop: EMA, validation, checkpoints, exact resume, logs), `speed` (the default compile setting).
+See docs/DESIGN.md "Trainer". Submodules load lazily so `training.config` stays free of Keras.
+"""
+_EXPORTS = {"Task": "task", "PixelTask": "task", "Trainer": "trainer", "EMA": "trainer", "Validation": "trainer",
+            "read_state": "trainer"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'training' has no attribute {name!r}")

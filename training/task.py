@@ -58,14 +58,14 @@ class Task:
 class PixelTask(Task):
     """Pixel-loss SR training (what train.py did with compile + fit): one generator, one optimizer.
 
-    loss: a callable(hr, sr) -> per-sample loss (losses.make_loss), logged as term `name`.
+    loss: a callable(hr, sr) -> per-sample loss (losses.make_loss), logged as term `name`, weighted by `weight`.
     extra_terms: optional {term: (weight, callable(hr, sr))} added to the total with their weights.
     """
 
-    def __init__(self, generator, optimizer, loss, name=None, ema_decay=None, extra_terms=None):
+    def __init__(self, generator, optimizer, loss, name=None, ema_decay=None, extra_terms=None, weight=1.0):
         super().__init__({"generator": generator}, {"generator": optimizer}, ("generator",),
                          {"generator": ema_decay} if ema_decay else None)
-        self.loss = loss
+        self.loss, self.weight = loss, float(weight)
         self.name = name or getattr(loss, "name", None) or "pixel"
         self.extra_terms = dict(extra_terms or {})
 
@@ -74,7 +74,7 @@ class PixelTask(Task):
         hr = batch["hr"]
         value = ops.mean(self.loss(hr, sr))
         terms = {self.name: value}
-        total = value
+        total = value * self.weight if self.weight != 1.0 else value
         for term, (weight, fn) in self.extra_terms.items():
             v = ops.mean(fn(hr, sr))
             terms[term] = v

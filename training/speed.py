@@ -1,0 +1,19 @@
+"""The default compile setting of the train step, in one place (benchmarks/train_speed.py measures them).
+
+Change the table below to change train.py's default; `--jit-compile / --no-jit-compile` overrides it.
+TensorFlow: oneDNN kernels without XLA were the fastest measured CPU setting on this project's AVX-512 machine
+(issue 9: tf-onednn 1.791 s/step, tf-xla-onednn 2.073, PyTorch plain 2.164 for edsr-16 x2, batch 16), so XLA is
+off and oneDNN on (train.py sets TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow starts). JAX: its step is always
+jitted (an unjitted JAX step runs op by op and is many times slower). PyTorch: eager.
+"""
+DEFAULT_JIT = {"tensorflow": False, "jax": True, "torch": False}
+ONEDNN_DEFAULT = "1"  # TF_ENABLE_ONEDNN_OPTS when the user has not set it
+
+
+def default_jit_compile(backend=None):
+    """Whether train.py XLA-compiles the train step when --jit-compile is not given."""
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    return DEFAULT_JIT.get(backend, False)
