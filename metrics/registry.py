@@ -60,6 +60,14 @@ def _load_builtin():
                         f"PSNR-{channel.upper()} (dB)"))
         register(Metric(f"ssim_{channel}", _full_reference(fidelity.ssim, channel), True, True,
                         f"SSIM-{channel.upper()}"))
+    register(Metric("niqe", _niqe, False, False, "NIQE", options=("convert", "crop")))
+
+
+def _niqe(sr, hr=None, shave=0, convert="y", crop=0):
+    """NIQE of the SR image alone; `shave` (the PSNR border convention) is not used: NIQE has its own `crop`."""
+    from metrics import niqe
+
+    return niqe.niqe(sr, convert=convert, crop=crop)
 
 
 def _full_reference(fn, channel):
