@@ -4,6 +4,7 @@
     python convert.py -i ./DIV2K/DIV2K_train_LR_bicubic -o ./DIV2K/DIV2K_train_LR_bicubic_jpeg_90 --jpeg-quality 90 jpeg
     python convert.py -i ./Set5/HR -o ./Set5/LR_bicubic --scale 2 3 4 bicubic
     python convert.py -o ./sample sample
+    python convert.py degrade -i ./Set5/HR -o ./Set5_realesrgan --scale 4 --seed 0   (fixed Real-ESRGAN-degraded set)
     python convert.py -i weights.h5 -o wdsr-b-32-x4.keras --profile wdsr-b-32 --scale 4 weights
 
 The command word may come anywhere on the line (the seed puts it last).
@@ -19,6 +20,7 @@ import numpy as np
 from utils import UserError, atomic_path, ensure_writable_dir, run_cli, warn
 
 COMMANDS = ("numpy", "jpeg", "bicubic", "sample", "weights")
+COMMANDS += ("degrade",)  # the Real-ESRGAN degradation pipeline (degradations/)
 SAMPLE_TRAIN_FIRST_ID, SAMPLE_VALID_FIRST_ID = 1, 801
 
 
@@ -41,6 +43,7 @@ def build_parser():
                    help="parallel processes for numpy / jpeg / bicubic (default: all cores)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo outputs that already exist (default: skip them, so an interrupted run resumes)")
+    p.add_argument("--seed", type=int, default=0, help="degrade: random seed of the degradations (default 0)")
     return p
 
 
@@ -350,9 +353,20 @@ def cmd_weights(args):
     print(f"wrote {args.output}", file=sys.stderr)
 
 
+def cmd_degrade(args):
+    """OUT/HR/<stem>.png + OUT/LR_realesrgan/X{s}/<stem>x{s}.png: whole images through the Real-ESRGAN pipeline."""
+    from degradations.dataset import degrade_job, degrade_jobs
+
+    _need_input_dir(args)
+    _remove_stale_temps(args.output)
+    jobs = degrade_jobs(args.input, args.output, args.scale, args.seed, args.overwrite)
+    _run_jobs(degrade_job, jobs, args.workers, "degrade")
+    print(f"degraded {len(jobs)} images into {args.output} (HR/, LR_realesrgan/; seed {args.seed})", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    {"numpy": cmd_numpy, "jpeg": cmd_jpeg, "bicubic": cmd_bicubic, "sample": cmd_sample,
+    {"numpy": cmd_numpy, "jpeg": cmd_jpeg, "bicubic": cmd_bicubic, "sample": cmd_sample, "degrade": cmd_degrade,
      "weights": cmd_weights}[args.command](args)
     return 0
 
