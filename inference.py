@@ -2,21 +2,34 @@
 
 `super_resolve` is the one routine bench.py, demo.py and train.py's validation call.
 
-Compilation policy (measured on CPU, TF backend, see docs/demo.md):
-- full images (`tile=None`) run without XLA by default (TF: one shape-generic graph, traced once; other
-  backends: eager): every benchmark image has its own size, and an XLA compile per shape costs about what
-  it saves on a single pass;
-- compiled tiles (`tile=N`, `jit=True`, the default on a GPU/TPU) always have the shape
-  `tile_batch x N x N x 3` (the last batch and small images are padded), so XLA compiles once per model.
+Compilation policy (measured on CPU, see docs/demo.md and docs/speed.md):
+- TensorFlow, full images: one shape-generic graph without XLA (traced once); every benchmark image has its
+  own size, and an XLA compile per shape costs about what it saves on a single pass.
+- JAX, full images: jitted `stateless_call` on a few *bucket* shapes (H and W rounded up to a multiple of
+  `bucket`, default 32). Zero "same" padding inside the network makes a padded run differ from the unpadded
+  one within the receptive field of the padded (bottom/right) edges, so those strips are recomputed from
+  crops that end at the real image edge (see `_run_bucketed`): the output equals the unpadded run, and a
+  benchmark set compiles a handful of times, not once per image. Op-by-op JAX was 2.5-4x slower.
+- PyTorch: eager under `torch.inference_mode()` (no autograd graph); torch.compile warms up slower on CPU
+  than it saves.
+- Tiles (`tile=N`): every call has the shape `tile_batch x N x N x 3`, XLA-compiled once per model on
+  JAX and, on TensorFlow, where a GPU/TPU is present.
+
+Cached callables hold their model through a weak reference, and the cache is keyed weakly by the model, so
+a model (and its compiled functions) is freed as soon as the caller drops it (bench over many checkpoints).
 """
+import math
 import weakref
 
 import numpy as np
 
 # sigma^2 = LOGVAR_UNIT^2 * exp(s) in grey levels^2: the GRAM loss normalises the residual by 127.5.
 LOGVAR_UNIT = 127.5
+DEFAULT_BUCKET = 32
 
-_CACHE = weakref.WeakKeyDictionary()  # model -> {"scale": int, "logvar": bool, "jit": fn}
+# model -> {"scale": int, "radius": float, "graph"/"jit"/"eager": fn, "traces": [shapes]}. The values must
+# never reference the model strongly: a WeakKeyDictionary entry whose value holds its key is never freed.
+_CACHE = weakref.WeakKeyDictionary()
 
 
 def _cache(model):
@@ -26,19 +39,42 @@ def _cache(model):
         return {}
 
 
+def _weak(model):
+    """A callable returning `model`: a weak reference where possible, so closures do not keep it alive."""
+    try:
+        return weakref.ref(model)
+    except TypeError:
+        return lambda: model
+
+
 def _is_keras_model(model):
     import keras
 
     return isinstance(model, keras.Model)
 
 
-def _eager_call(model):
-    """Callable float32 NHWC numpy -> numpy, running the model op by op (no compilation)."""
-    if _is_keras_model(model):
-        import keras
+def _backend():
+    import keras
 
-        return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
-    return lambda x: np.asarray(model(x))
+    return keras.backend.backend()
+
+
+def _eager_call(model):
+    """Callable float32 NHWC numpy -> numpy, running the model op by op (no compilation, no autograd)."""
+    ref = _weak(model)
+    if not _is_keras_model(model):
+        return lambda x: np.asarray(ref()(x))
+    import keras
+
+    if _backend() == "torch":
+        import torch
+
+        def call(x):
+            with torch.inference_mode():  # no autograd graph: less memory, about 10% faster on CPU
+                return keras.ops.convert_to_numpy(ref()(x, training=False))
+
+        return call
+    return lambda x: keras.ops.convert_to_numpy(ref()(x, training=False))
 
 
 def _graph_call(model):
@@ -48,43 +84,48 @@ def _graph_call(model):
     than op-by-op eager in our measurement; Keras' own predict does the same on CPU-only machines).
     Other backends: the eager call.
     """
-    import keras
-
-    if not _is_keras_model(model) or keras.backend.backend() != "tensorflow":
+    if not _is_keras_model(model) or _backend() != "tensorflow":
         return _eager_call(model)
     import tensorflow as tf
 
+    ref = _weak(model)
     spec = tf.TensorSpec([None, None, None, None], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], jit_compile=False)
+    fn = tf.function(lambda x: ref()(x, training=False), input_signature=[spec], jit_compile=False)
     return lambda x: fn(x).numpy()
 
 
-def _jit_call(model):
+def _jit_call(model, traces=None):
     """Callable numpy -> numpy through an XLA-compiled function (compiled once per input shape).
 
     Weights are read at call time (TF captures variables, JAX gets them as arguments), so the compiled
-    function stays valid while training updates the model.
+    function stays valid while training updates the model. `traces` (a list) records each traced shape.
     """
-    import keras
-
-    backend = keras.backend.backend()
+    backend = _backend()
     if not _is_keras_model(model) or backend not in ("tensorflow", "jax"):
         return _eager_call(model)  # torch/numpy: eager (torch.compile is slower to warm up than it saves here)
+    traces = [] if traces is None else traces
+    ref = _weak(model)
     if backend == "tensorflow":
         import tensorflow as tf
 
-        fn = tf.function(lambda x: model(x, training=False), jit_compile=True, reduce_retracing=False)
+        def traced(x):
+            traces.append(tuple(x.shape))
+            return ref()(x, training=False)
+
+        fn = tf.function(traced, jit_compile=True, reduce_retracing=False)
         return lambda x: fn(x).numpy()
     import jax
 
     def stateless(trainable, non_trainable, x):
-        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+        traces.append(tuple(x.shape))  # runs once per new shape (a trace, i.e. a compilation)
+        return ref().stateless_call(trainable, non_trainable, x, training=False)[0]
 
     fn = jax.jit(stateless)
 
     def call(x):
-        tv = [v.value for v in model.trainable_variables]
-        ntv = [v.value for v in model.non_trainable_variables]
+        m = ref()
+        tv = [v.value for v in m.trainable_variables]
+        ntv = [v.value for v in m.non_trainable_variables]
         return np.asarray(fn(tv, ntv, x))
 
     return call
@@ -110,8 +151,13 @@ def _predictor(model, jit):
     kind, make = ("jit", _jit_call) if jit else ("graph", _graph_call)
     cache = _cache(model)
     if kind not in cache:
-        cache[kind] = make(model)
+        cache[kind] = make(model, cache.setdefault("traces", [])) if jit else make(model)
     return cache[kind]
+
+
+def trace_count(model):
+    """How many times the model's compiled inference function was traced (compiled), for tests/benchmarks."""
+    return len(_cache(model).get("traces", []))
 
 
 def resolve_scale(model, scale=None):
@@ -128,6 +174,107 @@ def resolve_scale(model, scale=None):
             probe = _eager_call(model)(np.zeros((1, 8, 8, 3), np.float32))
             cache["scale"] = int(probe.shape[1] // 8)
     return cache["scale"]
+
+
+# ---------------------------------------------------------------------------------------- receptive field
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _resample_factor(layer):
+    """How a layer changes the resolution: (factor, is_conv). Upsampling > 1, pixel-unshuffle/strides < 1."""
+    name = type(layer).__name__.lower()
+    for attr in ("scale", "size", "block_size", "upscale_factor", "factor"):
+        value = getattr(layer, attr, None)
+        if isinstance(value, (int, tuple, list)) and not isinstance(value, bool):
+            f = _pair(value)[0]
+            if "unshuffle" in name or "spacetodepth" in name or "space_to_depth" in name:
+                return 1.0 / f
+            if "shuffle" in name or "upsampl" in name or "depthtospace" in name or "depth_to_space" in name:
+                return float(f)
+    if "transpose" in name and getattr(layer, "strides", None) is not None:
+        return float(_pair(layer.strides)[0])
+    strides = getattr(layer, "strides", None) if getattr(layer, "kernel_size", None) is not None else None
+    if strides is not None and _pair(strides)[0] > 1:
+        return 1.0 / _pair(strides)[0]
+    if "pool" in name and getattr(layer, "pool_size", None) is not None:
+        return 1.0 / _pair(layer.strides or layer.pool_size)[0]
+    return 1.0
+
+
+def _sublayers(model):
+    try:
+        return [l for l in model._flatten_layers(include_self=False, recursive=True) if not getattr(l, "layers", None)]
+    except AttributeError:
+        return list(getattr(model, "layers", []))
+
+
+def receptive_radius(model):
+    """An upper bound on the receptive-field radius of an SR model, in LR pixels (cached).
+
+    Sum over all conv-like layers (anything with a `kernel_size`, or a `pool_size`) of
+    (k - 1) / 2 * dilation, converted to LR pixels by the resolution the layers before it produced
+    (upsampling, pixel (un)shuffle and strides, taken in layer order). Every path through the network
+    crosses each conv at most once, so the sum bounds the longest path; it is the exact radius of a
+    plain chain (EDSR: 36 LR px for 16 blocks; RRDBNet 23 blocks: about 350).
+    """
+    cache = _cache(model)
+    if "radius" in cache:
+        return cache["radius"]
+    radius, factor = 0.0, 1.0
+    if _is_keras_model(model):
+        for layer in _sublayers(model):
+            kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+            if kernel is not None:
+                k, d = _pair(kernel)[0], _pair(getattr(layer, "dilation_rate", 1) or 1)[0]
+                radius += (k - 1) / 2 * d / factor
+            factor *= _resample_factor(layer)
+    else:
+        radius = float("inf")  # unknown callable: never pad
+    cache["radius"] = radius
+    return radius
+
+
+# ----------------------------------------------------------------------------------- bucketed full image
+def _bucket_size(n, bucket, margin):
+    """Padded size of one axis: a multiple of `bucket`, or n itself where padding would not pay.
+
+    A padded axis needs a strip of 2*margin recomputed at its far edge; below 4*margin that strip would
+    be half the image or more, so small axes (relative to the receptive field) keep their exact size.
+    """
+    if not bucket or n % bucket == 0 or n < 4 * margin:
+        return n
+    return -(-n // bucket) * bucket
+
+
+def _run_bucketed(predict, img, scale, bucket, margin):
+    """The full-image output of `img` from calls on bucket-sized inputs only; equal to the unpadded run.
+
+    Main pass: the image padded at the bottom/right to (Hb, Wb); its output is exact more than `margin`
+    LR pixels (>= the receptive radius) from a padded edge. The bottom strip (the last `margin` rows),
+    the right strip and the corner are taken from second runs on crops of 2*margin rows/columns that end
+    at the real image edge, padded along the other axis only: shapes (2m, Wb), (Hb, 2m), (2m, 2m).
+    """
+    h, w = img.shape[:2]
+    hb, wb = _bucket_size(h, bucket, margin), _bucket_size(w, bucket, margin)
+    if (hb, wb) == (h, w):
+        return np.asarray(predict(img[None]), np.float32)[0]
+    m, s = margin, scale
+    ye = h - m if hb > h else h  # main pass rows [0, ye) and columns [0, xe) are exact
+    xe = w - m if wb > w else w
+    main = np.asarray(predict(_pad_to(img, hb, wb)[None]), np.float32)[0]
+    out = np.empty((h * s, w * s, main.shape[-1]), np.float32)
+    out[: ye * s, : xe * s] = main[: ye * s, : xe * s]
+    if hb > h:  # bottom strip: input rows [h-2m, h), real bottom edge, width padded
+        band = np.asarray(predict(_pad_to(img[h - 2 * m :], 2 * m, wb)[None]), np.float32)[0]
+        out[ye * s :, : xe * s] = band[m * s :, : xe * s]
+    if wb > w:  # right strip
+        band = np.asarray(predict(_pad_to(img[:, w - 2 * m :], hb, 2 * m)[None]), np.float32)[0]
+        out[: ye * s, xe * s :] = band[: ye * s, m * s :]
+    if hb > h and wb > w:  # bottom-right corner: both real edges
+        corner = np.asarray(predict(np.ascontiguousarray(img[h - 2 * m :, w - 2 * m :])[None]), np.float32)[0]
+        out[ye * s :, xe * s :] = corner[m * s :, m * s :]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- tiling
@@ -219,8 +366,25 @@ def combine_ensemble(outputs, loss_mode="l2"):
 
 
 # ------------------------------------------------------------------------------------------ public API
+def bucket_margin(model):
+    """LR pixels recomputed at a padded edge: the receptive radius rounded up, plus one for the HR rounding."""
+    r = receptive_radius(model)
+    return None if not math.isfinite(r) else int(math.ceil(r)) + 1
+
+
+# Tile overlap for nets whose receptive field bound is larger (RRDBNet: ~350 LR px, nearly all of it from
+# weights far too small to matter); see docs/demo.md for the measured tiled-vs-full difference.
+TILE_OVERLAP_CAP = 32
+
+
+def default_tile_overlap(model):
+    """Tile overlap covering the model's receptive field (`bucket_margin`), capped at TILE_OVERLAP_CAP."""
+    margin = bucket_margin(model)
+    return TILE_OVERLAP_CAP if margin is None else min(margin, TILE_OVERLAP_CAP)
+
+
 def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, jit="auto", scale=None,
-                  tile_batch=4, loss_mode="l2"):
+                  tile_batch=4, loss_mode="l2", bucket=DEFAULT_BUCKET):
     """Super-resolve one image. Returns float32 (s*H, s*W, C) in pixel units, not rounded.
 
     model: keras model (or callable NHWC float32 -> NHWC) with output C = 3, or 6 for a log-variance model.
@@ -231,12 +395,14 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
       slightly from a full-image run).
     self_ensemble: EDSR's x8 geometric ensemble (rotations x flip, inverted and averaged; log-variance
       outputs combined by the law of total variance, see `combine_ensemble`).
-    jit: "auto" (XLA for fixed-shape tiles on a GPU/TPU; otherwise no XLA: full images have a new shape
-      each, and on CPU a shape-generic TF graph costs least overall), True (XLA) or False (TF: one
-      shape-generic graph; other backends: eager).
+    jit: "auto" (JAX: XLA, full images on bucket shapes; TensorFlow: XLA for fixed-shape tiles on a GPU/TPU,
+      otherwise one shape-generic graph; PyTorch: eager), True (XLA where the backend has it) or False
+      (TF: the shape-generic graph; other backends: eager).
     scale: the upscaling factor; default read from the model (`model.model_scale`, cached).
     tile_batch: tiles per model call (fixed, the last batch is zero-filled).
     loss_mode: the log-variance convention ("l2" Gaussian / "l1" Laplace) used to combine the ensemble.
+    bucket: with XLA on full images, round H and W up to a multiple of this (exact output, see
+      `_run_bucketed`), so a set of images compiles once per bucket; None or 0: one compile per shape.
     """
     lr = np.asarray(lr)
     if lr.ndim == 2:
@@ -252,14 +418,18 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
 
             raise UserError(f"tile ({tile}) must be larger than twice the tile overlap ({tile_overlap})")
     if jit == "auto":
-        jit = tile is not None and has_accelerator()
+        backend = _backend() if _is_keras_model(model) else None
+        jit = backend == "jax" or (tile is not None and has_accelerator())
     predict = _predictor(model, bool(jit))
+    margin = bucket_margin(model) if jit and tile is None and bucket else None
 
     def run(img):
         img = np.ascontiguousarray(img)
-        if tile is None:
-            return np.asarray(predict(img[None]), np.float32)[0]
-        return _run_tiled(predict, img, scale, tile, tile_overlap, tile_batch, fixed_batch=bool(jit))
+        if tile is not None:
+            return _run_tiled(predict, img, scale, tile, tile_overlap, tile_batch, fixed_batch=bool(jit))
+        if margin is not None:
+            return _run_bucketed(predict, img, scale, int(bucket), margin)
+        return np.asarray(predict(img[None]), np.float32)[0]
 
     if not self_ensemble:
         return run(lr)

@@ -154,8 +154,9 @@ def test_logvar_model_ensemble_shapes():
     np.testing.assert_allclose(ens[..., 3:], np.clip(plain[..., 3:], -10, 10), atol=1e-4)
 
 
-def test_jax_backend_tiles_and_jit(repo_root):
-    """The same routine on JAX: jitted fixed-shape tiles (stateless_call) equal the eager full image."""
+def test_jax_backend_tiles_jit_and_buckets(repo_root):
+    """JAX: jitted fixed-shape tiles and bucketed full images equal the eager (unpadded) run, and a set of
+    images compiles once per bucket shape, not once per image."""
     import subprocess
     import sys
 
@@ -163,16 +164,84 @@ def test_jax_backend_tiles_and_jit(repo_root):
 import numpy as np, keras, inference
 from test_inference import edsr_like
 from conftest import smooth_image
-m = edsr_like()
-img = smooth_image(np.random.default_rng(0), 70, 90)
-full = inference.super_resolve(m, img)
-tiled = inference.super_resolve(m, img, tile=32, tile_overlap=10, jit=True)
 assert keras.backend.backend() == "jax"
-assert full.shape == tiled.shape == (140, 180, 3), (full.shape, tiled.shape)
-print(float(np.abs(full - tiled).max()))
+m = edsr_like()
+rng = np.random.default_rng(0)
+img = smooth_image(rng, 70, 90)
+eager = inference.super_resolve(m, img, jit=False)
+tiled = inference.super_resolve(m, img, tile=32, tile_overlap=10, jit=True)
+assert eager.shape == tiled.shape == (140, 180, 3), (eager.shape, tiled.shape)
+print("tiles", float(np.abs(eager - tiled).max()))
+n0 = inference.trace_count(m)
+diffs = []
+for h, w in [(70, 90), (66, 81), (64, 96), (93, 70)]:
+    im = smooth_image(rng, h, w)
+    diffs.append(float(np.abs(inference.super_resolve(m, im) - inference.super_resolve(m, im, jit=False)).max()))
+print("bucket", max(diffs))
+print("traces", inference.trace_count(m) - n0, sorted(set(inference._cache(m)["traces"][n0:])))
 """
     env = jax_env(repo_root, repo_root / "tests")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo_root,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert float(proc.stdout.strip().splitlines()[-1]) < 1.0
+    out = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines() if " " in line)
+    assert float(out["tiles"]) < 1.0
+    assert float(out["bucket"]) < 1e-3  # exact up to float rounding, padded edges included
+    n, shapes = out["traces"].split(" ", 1)
+    # buckets (margin 8 for this net): 70x90 and 66x81 -> main 96x96, strips 16x96 / 96x16, corner 16x16;
+    # 64x96 is already a bucket (one call); 93x70 adds main 96x96 (seen) ... all shapes reused after the first image
+    assert eval(shapes) == [(1, 16, 16, 3), (1, 16, 96, 3), (1, 64, 96, 3), (1, 96, 16, 3), (1, 96, 96, 3)], shapes
+    assert int(n) == 5  # one trace per distinct shape, though 4 images x (up to 4 calls) = 13 calls were made
+
+
+def test_bucketed_xla_equals_unpadded_and_compiles_per_bucket():
+    """TF with XLA (jit=True): padded-to-bucket runs with recomputed edge strips equal the unpadded graph."""
+    model = edsr_like()
+    assert inference.bucket_margin(model) == 8  # radius 7 LR px (6 convs at LR, 2 at HR), +1
+    rng = np.random.default_rng(5)
+    n0 = inference.trace_count(model)
+    for h, w in [(37, 45), (40, 33)]:  # both pad to 64x64 (bucket 32); 33 < 4*8 would not be padded
+        img = smooth_image(rng, h, w)
+        ref = inference.super_resolve(model, img, jit=False)
+        out = inference.super_resolve(model, img, jit=True)
+        assert out.shape == ref.shape == (2 * h, 2 * w, 3)
+        assert np.abs(out - ref).max() < 1e-3
+    shapes = inference._cache(model)["traces"][n0:]
+    assert sorted(set(shapes)) == [(1, 16, 16, 3), (1, 16, 64, 3), (1, 64, 16, 3), (1, 64, 64, 3)]
+    assert len(shapes) == 4  # the second image reused every compiled shape
+
+
+def test_receptive_radius_matches_a_perturbation():
+    """The analytic radius bounds how far one changed LR pixel moves the output (and is tight for a chain)."""
+    model = conv_model(scale=2, depth=3)
+    radius = inference.receptive_radius(model)
+    assert radius == 3.5  # 3 convs at LR (1 px each) + 1 at HR (0.5 LR px)
+    img = smooth_image(np.random.default_rng(6), 31, 31).astype(np.float32)
+    bumped = img.copy()
+    bumped[15, 15] += 50
+    diff = np.abs(inference.super_resolve(model, bumped) - inference.super_resolve(model, img)).max(-1)
+    ys, xs = np.nonzero(diff > 1e-4)
+    reach = max(np.abs(ys // 2 - 15).max(), np.abs(xs // 2 - 15).max())  # in LR pixels
+    # nearest upsampling spreads a feature over s HR pixels, so the reach in whole LR pixels can be
+    # radius + (1 - 1/s)/2 rounded up: covered by the margin that bucketing recomputes
+    assert radius <= reach <= inference.bucket_margin(model)
+
+
+def test_cache_does_not_keep_the_model_alive():
+    """bench over many checkpoints: once the caller drops a model, it and its compiled functions are freed."""
+    import gc
+    import weakref
+
+    gc.collect()
+    entries = len(inference._CACHE)
+    model = conv_model(depth=1, filters=4)
+    img = smooth_image(np.random.default_rng(7), 20, 24)
+    inference.super_resolve(model, img)  # shape-generic graph
+    inference.super_resolve(model, img, jit=True)  # XLA, bucketed
+    inference.super_resolve(model, img, tile=16, tile_overlap=4)
+    assert len(inference._cache(model)) >= 3
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+    assert len(inference._CACHE) == entries
