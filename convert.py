@@ -6,6 +6,8 @@
     python convert.py -o ./sample sample
     python convert.py degrade -i ./Set5/HR -o ./Set5_realesrgan --scale 4 --seed 0   (fixed Real-ESRGAN-degraded set)
     python convert.py -i weights.h5 -o wdsr-b-32-x4.keras --profile wdsr-b-32 --scale 4 weights
+    python convert.py weights -i RealESRGAN_x4plus.pth -o realesrgan-x4plus.keras   (also .safetensors, ESRGAN .pth)
+    python convert.py export -i model.keras -o model.onnx        (or -o DIR for a TF SavedModel)
 
 The command word may come anywhere on the line (the seed puts it last).
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from utils import UserError, atomic_path, ensure_writable_dir, run_cli, warn
 
-COMMANDS = ("numpy", "jpeg", "bicubic", "sample", "weights")
+COMMANDS = ("numpy", "jpeg", "bicubic", "sample", "weights", "export")
 COMMANDS += ("degrade",)  # the Real-ESRGAN degradation pipeline (degradations/)
 SAMPLE_TRAIN_FIRST_ID, SAMPLE_VALID_FIRST_ID = 1, 801
 
@@ -29,16 +31,23 @@ def build_parser():
         prog="convert.py",
         description="Convert SR datasets: numpy (mirror an image tree as .npy), jpeg (JPEG-compress an LR tree), "
                     "bicubic (MATLAB-exact LR images from HR), sample (small DIV2K-layout set from scikit-image "
-                    "photos), weights (krasserm .h5 -> .keras).")
+                    "photos), weights (krasserm .h5 or RRDBNet .pth/.safetensors -> .keras), export (model -> ONNX or "
+                    "TF SavedModel).")
     p.add_argument("command", choices=COMMANDS,
-                   help="numpy | jpeg | bicubic | sample | weights (may also be given last, as in the seed)")
+                   help="numpy | jpeg | bicubic | sample | weights | export (may also be given last, as in the seed)")
     p.add_argument("-i", "--input", help="input folder (numpy, jpeg: image tree; bicubic: folder of HR images) "
-                                         "or .h5 file (weights)")
-    p.add_argument("-o", "--output", help="output folder (numpy, jpeg, bicubic, sample) or .keras file (weights)")
+                                         "or weights file (weights: .h5 / .pth / .pt / .safetensors; export: any "
+                                         "model file, .keras included)")
+    p.add_argument("-o", "--output", help="output folder (numpy, jpeg, bicubic, sample), .keras file (weights), "
+                                          ".onnx file or SavedModel folder (export)")
     p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 for the jpeg command (default 90, as the seed's bicubic_jpeg_90)")
     p.add_argument("--scale", type=int, nargs="+", default=None,
-                   help="scale(s) for bicubic (default 2 3 4), or the model scale for weights (default 4)")
-    p.add_argument("--profile", default="wdsr-b-32", help="model profile of the krasserm weights (weights command)")
+                   help="scale(s) for bicubic (default 2 3 4), or the model scale for weights/export (default: from "
+                        "the file; krasserm .h5: its name, else 4)")
+    p.add_argument("--profile", default=None,
+                   help="weights command: model profile of a krasserm .h5 (default: from its file name, else "
+                        "wdsr-b-32); for .pth/.safetensors RRDBNet files the sizes come from the file and a profile "
+                        "given here is checked against it")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="parallel processes for numpy / jpeg / bicubic (default: all cores)")
     p.add_argument("--overwrite", action="store_true",
@@ -55,8 +64,8 @@ def parse_args(argv):
         k = positions[-1]  # the last one: `-o sample sample` names the folder first
         argv = [argv[k]] + argv[:k] + argv[k + 1:]
     args = build_parser().parse_args(argv)
-    if args.scale is None:
-        args.scale = [4] if args.command == "weights" else [2, 3, 4]
+    if args.scale is None and args.command not in ("weights", "export"):  # weights: from the file (.h5: 4)
+        args.scale = [2, 3, 4]
     return args
 
 
@@ -334,23 +343,38 @@ def cmd_sample(args):
 
 
 def cmd_weights(args):
-    """krasserm (Keras 2) .h5 weights -> a Keras 3 .keras model (conversion lives in model/krasserm.py)."""
+    """Published weights -> a Keras 3 .keras model: krasserm (Keras 2) .h5 (model/krasserm.py), Real-ESRGAN / ESRGAN
+    RRDBNet .pth / .pt / .safetensors (model/import_weights.py; the pickle is never executed)."""
     if not args.input or not os.path.isfile(args.input):
-        raise UserError(f"weights file not found: {args.input}; give the krasserm .h5 file with -i")
+        raise UserError(f"weights file not found: {args.input}; give the .h5 / .pth / .safetensors file with -i")
     if not args.output:
         raise UserError("weights needs -o MODEL.keras")
     if not args.output.endswith(".keras"):
         raise UserError(f"output {args.output} must end with .keras")
-    if len(args.scale) != 1:
+    if args.scale is not None and len(args.scale) != 1:
         raise UserError(f"weights needs a single --scale, got {args.scale}")
-    try:
-        from model.krasserm import convert_krasserm_weights
-    except ImportError as e:
-        raise UserError(f"weight conversion is not available ({e})") from None
-    model = convert_krasserm_weights(args.input, args.profile, args.scale[0])
+    scale = args.scale[0] if args.scale else None
+    import model as model_lib
+
+    if args.input.lower().endswith(model_lib.registry.H5_EXTS):
+        try:
+            from model.krasserm import convert_krasserm_weights, profile_and_scale
+        except ImportError as e:
+            raise UserError(f"weight conversion is not available ({e})") from None
+        try:
+            profile, scale = profile_and_scale(args.input, args.profile, scale)
+        except UserError:  # a name that says nothing: the seed's defaults
+            profile, scale = args.profile or "wdsr-b-32", scale or 4
+        model = convert_krasserm_weights(args.input, profile, scale)
+    elif args.input.lower().endswith(model_lib.registry.TORCH_EXTS):
+        model = model_lib.load_model(args.input, compile=False, profile=args.profile, scale=scale)
+    else:
+        raise UserError(f"{args.input}: unknown weights format; give a krasserm .h5 or an RRDBNet .pth / .pt / "
+                        ".safetensors file")
     with atomic_path(args.output) as tmp:
         model.save(tmp)
-    print(f"wrote {args.output}", file=sys.stderr)
+    print(f"wrote {args.output} ({model_lib.count_params(model):,} parameters, x{model_lib.model_scale(model)})",
+          file=sys.stderr)
 
 
 def cmd_degrade(args):
@@ -364,10 +388,97 @@ def cmd_degrade(args):
     print(f"degraded {len(jobs)} images into {args.output} (HR/, LR_realesrgan/; seed {args.seed})", file=sys.stderr)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# export
+# ----------------------------------------------------------------------------------------------------------
+
+EXPORT_CHECK_SIZES = ((20, 24), (13, 17))  # two LR sizes the exported file is checked at, one odd
+
+
+def _export_onnx(model, path):
+    """ONNX with dynamic batch, height and width (Keras's exporter: tf2onnx on the TF backend)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise UserError(f"ONNX export runs on the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()}); "
+                        "unset KERAS_BACKEND or set it to tensorflow")
+    with atomic_path(path) as tmp:
+        model.export(tmp, format="onnx", verbose=False)
+
+
+def _check_onnx(model, path):
+    """Largest |ONNX - Keras| in grey levels over EXPORT_CHECK_SIZES, run in onnxruntime."""
+    import onnxruntime
+
+    sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    worst = 0.0
+    for k, (h, w) in enumerate(EXPORT_CHECK_SIZES):
+        x = np.random.default_rng(k).uniform(0, 255, (1, h, w, 3)).astype(np.float32)
+        got = sess.run(None, {name: x})[0]
+        ref = np.asarray(model(x, training=False))
+        if got.shape != ref.shape:
+            raise UserError(f"{path}: onnxruntime gives shape {got.shape} for a {h}x{w} input, Keras {ref.shape}")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def _export_saved_model(model, out_dir):
+    """TF SavedModel directory (Keras's tf_saved_model export; serving signature with dynamic H and W)."""
+    import shutil
+    import tempfile
+
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise UserError(f"{out_dir} exists and is not an empty folder; choose a new output folder for the SavedModel")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    ensure_writable_dir(parent)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(out_dir))}.", suffix=".tmp", dir=parent)
+    try:
+        target = os.path.join(tmp, "saved_model")
+        model.export(target, format="tf_saved_model", verbose=False)
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)
+        os.replace(target, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cmd_export(args):
+    """A model (any format model.load_model opens) -> ONNX (-o X.onnx) or a TF SavedModel folder (-o DIR)."""
+    import model as model_lib
+
+    if not args.input:
+        raise UserError("export needs -i MODEL (.keras, .pth, .safetensors or krasserm .h5)")
+    if not args.output:
+        raise UserError("export needs -o MODEL.onnx, or -o DIR for a TF SavedModel")
+    if args.scale is not None and len(args.scale) != 1:
+        raise UserError(f"export needs a single --scale, got {args.scale}")
+    model = model_lib.load_model(args.input, compile=False, profile=args.profile,
+                                 scale=args.scale[0] if args.scale else None)
+    model(np.zeros((1, 16, 16, 3), np.float32), training=False)  # Keras's exporter wants a model that ran once
+    try:
+        if args.output.lower().endswith(".onnx"):
+            _export_onnx(model, args.output)
+        else:
+            _export_saved_model(model, args.output)
+    except UserError:
+        raise
+    except Exception as e:  # tf2onnx / TF raise many types
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot export {args.input} to {args.output}: {first}") from None
+    if args.output.lower().endswith(".onnx"):
+        diff = _check_onnx(model, args.output)
+        print(f"wrote {args.output}; onnxruntime vs Keras at {' and '.join(f'{h}x{w}' for h, w in EXPORT_CHECK_SIZES)}: "
+              f"max |diff| {diff:.4f} grey levels", file=sys.stderr)
+    else:
+        print(f"wrote TF SavedModel {args.output} (signature 'serve', input NxHxWx3 float32 in [0, 255])",
+              file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
     {"numpy": cmd_numpy, "jpeg": cmd_jpeg, "bicubic": cmd_bicubic, "sample": cmd_sample, "degrade": cmd_degrade,
-     "weights": cmd_weights}[args.command](args)
+     "weights": cmd_weights, "export": cmd_export}[args.command](args)
     return 0
 
 

@@ -109,6 +109,22 @@ def build_target(profile, scale):
                                  res_expansion=6 if arch == "wdsr-b" else 4, weightnorm=True)
 
 
+def profile_and_scale(path, profile=None, scale=None):
+    """Profile and scale of a krasserm weights file, from the arguments or its name (wdsr-a-32-x4-...h5)."""
+    # the file name first (wdsr-a-32-x4-psnr-29.1736.h5), then its folder (krasserm-wdsr-b-32-x4/weights.h5)
+    names = [os.path.basename(path).lower(), os.path.basename(os.path.dirname(os.path.abspath(path))).lower()]
+    for name in names:
+        if profile is None:
+            m = re.search(r"((?:wdsr-[ab]|edsr)-\d+|sr-resnet)", name)
+            profile = m.group(1) if m else None
+        if scale is None:
+            m = re.search(r"(?:^|[^a-z0-9])x([2-4])(?:\D|$)", name)
+            scale = int(m.group(1)) if m else None
+    if profile is None or scale is None:
+        raise UserError(f"{path} is a Keras 2 weights file: give its --profile (e.g. wdsr-a-32) and --scale")
+    return profile, int(scale)
+
+
 def load_krasserm_weights(model, h5_path):
     """Copy a krasserm weights file into `model` (built already); UserError on any count or shape mismatch."""
     from model.weightnorm import WeightNormConv2D

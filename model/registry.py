@@ -56,14 +56,38 @@ def build_model(arch, scale, **params):
     return builder(int(scale), **params)
 
 
-def load_model(path, compile=True):
-    """Load a .keras model saved by this project (plain keras.models.load_model works too); UserError otherwise."""
+TORCH_EXTS = (".pth", ".pt", ".safetensors")
+H5_EXTS = (".h5", ".hdf5")
+
+
+def load_model(path, compile=True, profile=None, scale=None):
+    """One loader for every model file format; UserError (one line naming the file) otherwise.
+
+    - .keras: a model saved by this project (plain keras.models.load_model works too);
+    - .pth / .pt / .safetensors: RRDBNet weights (Real-ESRGAN / ESRGAN), converted in memory without running the
+      pickle (model/import_weights.py); sizes and scale from the file, `profile` / `scale` checked against it;
+    - .h5 / .hdf5: a krasserm weights file (profile and scale from the arguments or the file name, see
+      model.krasserm.profile_and_scale), or a full legacy Keras model file.
+    Converted files load uncompiled.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"model file {path} not found")
-    if path.endswith((".h5", ".hdf5")):
-        raise UserError(f"{path} is a legacy Keras 2 HDF5 file; convert krasserm weights with "
-                        "model.krasserm.convert_krasserm_weights, or pass a .keras model")
+    lower = path.lower()
+    if lower.endswith(TORCH_EXTS):
+        from model.import_weights import convert_torch_weights
+
+        return convert_torch_weights(path, profile=profile, scale=scale)
+    if lower.endswith(H5_EXTS) and not _is_full_keras_h5(path):
+        from model.krasserm import convert_krasserm_weights, profile_and_scale
+
+        profile, scale = profile_and_scale(path, profile, scale)
+        try:
+            return convert_krasserm_weights(path, profile, scale)
+        except UserError:
+            raise
+        except Exception as e:  # h5py/keras errors on foreign files
+            raise UserError(f"cannot load weights {path} as {profile} x{scale}: {_first_line(e)}") from None
     custom_objects = None
     if compile:
         import losses  # noqa: F401  registers SRLoss, the loss train.py compiles checkpoints with
@@ -73,8 +97,23 @@ def load_model(path, compile=True):
     try:
         return keras.models.load_model(path, compile=compile, custom_objects=custom_objects)
     except Exception as e:  # keras raises many types for corrupt/foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load model {path}: {first}") from e
+        raise UserError(f"cannot load model {path}: {_first_line(e)}") from e
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_full_keras_h5(path):
+    """True for a whole-model legacy Keras .h5 (model_config attribute), False for a weights-only file."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return "model_config" in f.attrs
+    except Exception:  # not HDF5 at all: the krasserm reader gives the one-line error
+        return False
 
 
 def model_scale(model):

@@ -37,7 +37,8 @@ class PadToMultiple(keras.layers.Layer):
     def call(self, x):
         m = self.multiple
         shape = ops.shape(x)
-        pad_h, pad_w = (-shape[1]) % m, (-shape[2]) % m
+        # (m - h % m) % m rather than (-h) % m: the ONNX converter gets the mod of a negative number wrong
+        pad_h, pad_w = (m - shape[1] % m) % m, (m - shape[2] % m) % m
         return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
 
     def compute_output_shape(self, input_shape):
