@@ -14,8 +14,7 @@ import numpy as np
 from utils import UserError
 
 DOWNGRADE = "realesrgan"
-# whole images: no flip, no 400 crop, no paired crop; the sharpened GT is not needed for validation
-WHOLE_IMAGE = {"use_hflip": False, "crop_pad_size": None, "gt_size": None, "usm": False}
+from degradations.pipeline import WHOLE_IMAGE  # whole images: no flip, no 400 crop, no paired crop, no USM
 
 
 def image_rng(seed, stem, scale):

@@ -535,31 +535,56 @@ def degrade(gt_uint8, rng, config=REALESRGAN, scale=4):
     return out
 
 
-class RealESRGANTransform:
-    """The loader's transform: `transform(hr_uint8, rng) -> {"lr", "hr", "hr_usm"}` float32 HxWx3 in [0, 255].
+WHOLE_IMAGE = {"use_hflip": False, "crop_pad_size": None, "gt_size": None, "usm": False}
 
-    hr_uint8: the whole HR image (or any crop of it; smaller than crop_pad_size is reflect-padded). Output:
-    LR gt_size // scale, HR and HR-sharpened gt_size (both 256 / 64 by default). `config`: a preset name, a dict
-    from `make_config`, or overrides of the Real-ESRGAN preset. `dtype="uint8"` returns uint8 (hr_usm rounded).
-    `cv2_threads`: OpenCV's own thread count (1: the loader's workers are the parallelism; None: leave it).
+
+class RealESRGANTransform:
+    """The loader's LR transform: `transform(hr_uint8, rng) -> {"lr", "hr", "hr_usm"}`, float32 HxWx3 in [0, 255].
+
+    - An input larger than gt_size (the whole image, or a crop of at least crop_pad_size = 400 px): Real-ESRGAN's
+      path: flip, reflect-101 pad to 400, random 400 crop, degrade, paired random crop HR gt_size / LR
+      gt_size // scale (256 / 64).
+    - An input of at most gt_size on both sides (the loader already cropped it): that crop is degraded whole:
+      LR = crop / scale, HR = the crop (modcropped). Statistically close to the above; the exact recipe needs
+      400 px crops from the loader.
+    `transform.whole_image(hr, rng)`: a whole image with no flip / crop / sharpening (fixed validation LR).
+
+    config: a preset name ("realesrgan"), a dict of degradation options over the Real-ESRGAN preset, or a
+    training config (a dict with "scale": its "degradation" dict holds the options, its "scale" the scale).
+    dtype "uint8" returns uint8 (hr_usm rounded). cv2_threads: OpenCV's own thread count (1: the loader's
+    workers are the parallelism; None: leave it). hr_usm is hr when "usm" is off.
     """
 
-    def __init__(self, config=REALESRGAN, scale=4, gt_size=256, dtype="float32", cv2_threads=1):
-        # a preset name, or a dict of options (a full config or just overrides) over the Real-ESRGAN preset
+    def __init__(self, config=None, scale=4, gt_size=256, dtype="float32", cv2_threads=1):
+        if isinstance(config, dict) and "scale" in config:  # a training config (data.make_transform passes one)
+            scale = config["scale"]
+            config = config.get("degradation") or {}
         config = make_config(preset=config) if isinstance(config, str) else make_config(config)
-        self.config = dict(config, gt_size=gt_size)
         self.scale = int(scale)
         if gt_size is not None and gt_size % self.scale:
             raise UserError(f"gt_size {gt_size} is not a multiple of the scale {self.scale}")
+        self.config = dict(config, gt_size=gt_size)
+        self.gt_size = gt_size
+        self._crop_given = dict(self.config, crop_pad_size=None, gt_size=None)
+        self._whole = dict(self.config, **WHOLE_IMAGE)
         self.dtype = np.dtype(dtype)
         if cv2_threads is not None:
             set_cv2_threads(cv2_threads)
 
-    def __call__(self, hr_uint8, rng):
-        out = degrade(hr_uint8, rng, self.config, self.scale)
+    def _format(self, out):
         if self.dtype == np.uint8:
             usm = out["hr"] if out["hr_usm"] is None else to_uint8(out["hr_usm"])
             return {"lr": out["lr"], "hr": out["hr"], "hr_usm": usm}
         hr = out["hr"].astype(np.float32)
         usm = hr if out["hr_usm"] is None else out["hr_usm"] * np.float32(255)
         return {"lr": out["lr"].astype(np.float32), "hr": hr, "hr_usm": usm}
+
+    def __call__(self, hr_uint8, rng):
+        h, w = np.shape(hr_uint8)[:2]
+        given = self.gt_size is not None and h <= self.gt_size and w <= self.gt_size
+        return self._format(degrade(hr_uint8, rng, self._crop_given if given else self.config, self.scale))
+
+    def whole_image(self, hr_uint8, rng):
+        """{"lr", "hr"} of the whole image (HR modcropped; LR exactly HR / scale), as `convert.py degrade`."""
+        out = self._format(degrade(hr_uint8, rng, self._whole, self.scale))
+        return {"lr": out["lr"], "hr": out["hr"]}

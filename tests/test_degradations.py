@@ -277,7 +277,7 @@ def test_usm_region_equals_whole_image_and_scipy():
 
 
 def test_transform_outputs():
-    hr = photo(160, 200)
+    hr = photo(300, 400)  # larger than gt_size: reflect-padded to 400, cropped, paired crop 256 / 64
     out = D.RealESRGANTransform()(hr, key_rng(0, 0, 0))
     assert set(out) == {"lr", "hr", "hr_usm"}
     assert out["lr"].shape == (64, 64, 3) and out["hr"].shape == (256, 256, 3)
@@ -393,3 +393,16 @@ def test_convert_degrade_writes_a_benchmark_folder(tmp_path):
     assert np.array_equal(data.read_image(pairs[0].lr), first)  # a fixed set
     convert.main(["degrade", "-i", str(src), "-o", str(tmp_path / "OUT1"), "--scale", "4", "--seed", "1", "--workers", "1"])
     assert not np.array_equal(data.read_image(tmp_path / "OUT1" / "LR_realesrgan" / "X4" / "ax4.png"), first)
+
+
+def test_transform_on_loader_crops_and_training_configs():
+    hr = photo(160, 200)
+    t = D.RealESRGANTransform({"scale": 4, "batch_size": 16, "degradation": {"final_sinc_prob": 0.0}})
+    assert t.scale == 4 and t.config["final_sinc_prob"] == 0.0
+    crop = np.ascontiguousarray(hr[:96, :96])  # the loader already cropped: degraded whole
+    out = t(crop, key_rng(0, 0, 1))
+    assert out["lr"].shape == (24, 24, 3) and out["hr"].shape == (96, 96, 3) and out["hr_usm"].shape == (96, 96, 3)
+    whole = t.whole_image(photo(101, 77), key_rng(0, 0, 2))
+    assert set(whole) == {"lr", "hr"} and whole["lr"].shape == (25, 19, 3) and whole["hr"].shape == (100, 76, 3)
+    with pytest.raises(UserError, match="unknown degradation option"):
+        D.RealESRGANTransform({"scale": 4, "degradation": {"nope": 1}})
