@@ -94,7 +94,9 @@ def make_task(config, network):
     from optimizer import make_optimizer
     from training.task import PixelTask, gram_loss
 
-    opt = make_optimizer(**schema.optimizer_params(config))
+    from training.distribute import loss_scaled
+
+    opt = loss_scaled(make_optimizer(**schema.optimizer_params(config)), config.get("mixed_precision"))
     loss = gram_loss(config)
     return PixelTask(network, opt, loss, ema_decay=config["ema_decay"] if config["ema"] else None,
                      weight=config["pixel_weight"])
@@ -103,7 +105,10 @@ def make_task(config, network):
 def checkpoint_saver(task):
     """save(network, path): the network compiled with its loss, so the .keras file records the loss mode
     (losses.checkpoint_loss_mode) and loads ready to fine-tune; optimizer variables are not written."""
+    from training.distribute import float32_network
+
     def save(network, path):
+        network = float32_network(network)  # mixed precision: published checkpoints compute in float32
         if getattr(network, "loss", None) is not task.loss:
             network.compile(optimizer="adam", loss=task.loss, jit_compile=False)
         network.save(path)
@@ -167,8 +172,17 @@ def main(argv=None):
         metrics.get_metric(config["monitor"])  # an unknown --monitor fails here, before any training
     import keras
 
+    from training import distribute
+
+    # devices and processes first: JAX's processes join before any computation, TF's devices before it starts
+    dist = distribute.from_options(args.devices, args.coordinator, args.num_processes, args.process_id)
+    dist.per_device_batch(config["batch_size"])
+    distribute.set_mixed_precision(config.get("mixed_precision"))
     keras.utils.set_random_seed(config["seed"])
-    network = build_network(config)
+    with dist.scope():
+        network = build_network(config)
+        if config.get("mixed_precision") not in (None, "none"):
+            distribute.keep_outputs_float32(network)
     if args.print_model_summary:
         from model import describe
 
@@ -179,20 +193,27 @@ def main(argv=None):
     from training.speed import default_jit_compile
     from training.trainer import Trainer, Validation
 
-    task = make_task(config, network)
+    with dist.scope():
+        task = make_task(config, network)
     jit = config["jit_compile"]
     if jit is None:
         jit = default_jit_compile()
     if state is None:
         initialise(network, config, train)
-        run_dir = make_run_dir(config["outdir"])
-        schema.write_args(run_dir, config)
-        print(f"run directory: {run_dir}")
+        if dist.is_chief:
+            run_dir = make_run_dir(config["outdir"])
+            schema.write_args(run_dir, config)
+            print(f"run directory: {run_dir}")
+        else:  # only process 0 writes; this name is never created
+            run_dir = os.path.join(config["outdir"], f".process-{dist.process_index}")
+    if dist.active and dist.is_chief:
+        print(f"data parallel: {dist.describe()}, {dist.per_device_batch(config['batch_size'])} samples per device")
     validation = Validation(valid, config["scale"], monitor=config["monitor"], shave=0,
                             loss_mode=config["loss_mode"] if config["pred_logvar"] else "l2")
-    trainer = Trainer(task, train, run_dir, config["epochs"], config["steps_per_epoch"], validation=validation,
-                      jit_compile=jit, workers=config["workers"], save_best_only=config["save_best_models_only"],
-                      save_model=checkpoint_saver(task))
+    trainer = Trainer(task, dist.shard_data(train, config["batch_size"]), run_dir, config["epochs"],
+                      config["steps_per_epoch"], validation=validation, jit_compile=jit, workers=config["workers"],
+                      save_best_only=config["save_best_models_only"], save_model=checkpoint_saver(task),
+                      distribution=dist)
     if state is not None:
         trainer.load_state(state)
         print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step} "

@@ -224,6 +224,7 @@ def _declare():
 
 
 _declare()
+from training import distribute as _distribute  # noqa: E402,F401  declares the "devices" group (no Keras import)
 
 # Where each option lives in a profile (plain data: {"arch", "model": {...}, "train": {...}}).
 MODEL_KEYS = ("num_filters", "num_res_blocks", "res_expansion", "res_scaling", "weightnorm", "pred_logvar",

@@ -209,7 +209,7 @@ class Trainer:
 
     def __init__(self, task, data, run_dir, epochs, steps_per_epoch, validation=None, jit_compile=False,
                  workers=1, save_best_only=False, save_model=None, tensorboard=True, progress=True,
-                 grad_transform=None, log_every=1):
+                 grad_transform=None, log_every=1, distribution=None):
         self.task, self.data, self.run_dir = task, data, os.path.abspath(run_dir)
         self.epochs, self.steps_per_epoch = int(epochs), int(steps_per_epoch)
         self.validation, self.jit_compile, self.workers = validation, jit_compile, int(workers)
@@ -217,6 +217,11 @@ class Trainer:
         self.save_model = save_model or (lambda net, path: net.save(path))
         self.tensorboard, self.progress, self.log_every = tensorboard, progress, max(1, int(log_every))
         self.grad_transform = grad_transform
+        from training.distribute import Distribution
+
+        # devices / processes (training/distribute.py); only its chief validates, saves, logs, shows progress
+        self.distribution = distribution or Distribution()
+        self.chief = self.distribution.is_chief
         self.epoch, self.step, self.global_step, self.best = 0, 0, 0, None
         self.history = []
         self._stop = False
@@ -229,7 +234,8 @@ class Trainer:
         """Create all variables (networks, optimizers) and the EMA copies; idempotent."""
         if self._built:
             return
-        self.task.build(self.data.batch(0, 0))
+        with self.distribution.scope():  # TF: mirrored variables, optimizers made under the strategy
+            self.task.build(self.data.batch(0, 0))
         self.ema = {name: EMA(self.task.networks[name], decay) for name, decay in self.task.ema.items()}
         self._built = True
 
@@ -254,6 +260,8 @@ class Trainer:
     def save_state(self, tag=""):
         """Write the resumable state at the current position (see module doc); returns its file name."""
         name = f"resume-{self.epoch:03d}-{self.step:06d}{tag}.npz"
+        if not self.chief:
+            return name
         arrays = self._arrays()
         meta = dict(self.position(), checkpoint=name,
                     monitor=self.validation.name if self.validation else None)
@@ -308,13 +316,12 @@ class Trainer:
 
     def fit(self):
         """Train from the current position to `epochs`; returns self.history (one dict per epoch)."""
-        from training.backend import make_train_step
-
         self.build()
         if not os.path.exists(os.path.join(self.run_dir, STATE_FILE)):
             self.save_state()  # resumable from the very start: a kill in epoch 1 loses nothing either
-        step_fn = make_train_step(self.task, self.jit_compile, self.grad_transform)
-        logs = _Logs(os.path.join(self.run_dir, "logs") if self.tensorboard else None)
+        # training.backend's step, per replica and placed on the devices when distributed
+        step_fn = self.distribution.make_train_step(self.task, self.jit_compile, self.grad_transform)
+        logs = _Logs(os.path.join(self.run_dir, "logs") if self.tensorboard and self.chief else None)
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._handle_sigint) if in_main else None
         try:
@@ -343,7 +350,7 @@ class Trainer:
 
         epoch = self.epoch
         bar = tqdm(total=self.steps_per_epoch, initial=self.step, desc=f"epoch {epoch + 1}/{self.epochs}",
-                   unit="step", dynamic_ncols=True, disable=not self.progress, leave=True)
+                   unit="step", dynamic_ncols=True, disable=not (self.progress and self.chief), leave=True)
         sums, count = {}, 0
         lr_opt = self.task.optimizers[self.task.phases[0]]
         try:
@@ -358,7 +365,7 @@ class Trainer:
                                     f"{self.step + 1}: training stopped; the last good state is kept in "
                                     f"{self.run_dir} ({_last_good(self.run_dir)}); lower --learning-rate and "
                                     f"start again (or --resume to retry from it)")
-                for ema in self.ema.values():
+                for ema in self.ema.values() if self.chief else ():
                     ema.update()
                 self.step += 1
                 self.global_step += 1
@@ -382,8 +389,12 @@ class Trainer:
         primary = self.task.networks[self.task.primary]
         score, images = None, []
         record = {"epoch": epoch + 1, **getattr(self, "_epoch_train_means", {})}
-        swap = self.ema[self.task.primary].swapped() if self.task.primary in self.ema else contextlib.nullcontext()
-        with swap:
+        if not self.chief:  # the chief alone validates and publishes
+            self.history.append(record)
+            self.epoch, self.step = epoch + 1, 0
+            return
+        # EMA weights swapped in; a copy on this process alone when the devices span several processes
+        with self.distribution.published(primary, self.ema.get(self.task.primary)) as primary:
             if self.validation is not None:
                 score, images = self.validation(primary, stop=lambda: self._stop,
                                                 hook=lambda: self._kill("validation"))
