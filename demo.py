@@ -1,66 +1,75 @@
-"""Super-resolve every image of a folder with a saved model.
+"""Super-resolve every image of a folder with a saved model: photographs included.
 
-    python demo.py -i ./demo -o ./output --model model.keras
-    python demo.py -i ./demo -o ./output --model model.keras --tile 256 --self-ensemble --figure --hr ./demo_hr
+    python demo.py -i ./photos -o ./output --model RealESRGAN_x4plus.pth --tile 256
+    python demo.py -i ./demo -o ./output --model model.keras --self-ensemble --figure --hr ./demo_hr
 
-Writes `<out>/<stem>.png` per input image (scale read from the model). With a log-variance (GRAM) model
-it also writes `<stem>_uncertainty.png` (per-pixel standard deviation in grey levels, colour-mapped) and
-`<stem>_logvar.npy` (the raw log-variance s, float32 HxWx3). `--figure` adds `<stem>_figure.png`.
-A krasserm/super-resolution `.h5` weights file (as in the original README) is converted on the fly
-when its profile and scale are given or can be read from its name (e.g. wdsr-a-32-x4-psnr-29.1736.h5).
+Writes `<out>/<stem>.png` per input image (scale read from the model). Any model file `model.load_model`
+opens: .keras, Real-ESRGAN/ESRGAN .pth/.safetensors (RRDBNet), krasserm .h5 weights (profile and scale from
+--profile/--scale or the file name, e.g. wdsr-a-32-x4-psnr-29.1736.h5). An alpha channel is kept (the RGB goes
+through the model, the alpha is upsampled with bicubic; RGBA PNG out); 16-bit PNG/TIFF input gives a
+16-bit PNG. With a log-variance (GRAM) model it also writes `<stem>_uncertainty.png` (per-pixel standard
+deviation in grey levels, colour-mapped) and `<stem>_logvar.npy` (the raw log-variance s, float32 HxWx3).
+`--figure` adds `<stem>_figure.png`: the whole SR image beside zoomed crops of its most detailed region.
 
 Unreadable images are reported one line each and skipped; the run then ends with exit status 2.
 """
 import argparse
+import inspect
 import os
 import re
 import sys
 
 import numpy as np
 
+import inference
 import utils
 from utils import UserError
 
-INPUT_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+try:
+    from imaging import IMAGE_EXTS as INPUT_EXTS  # THE extension list (image I/O package)
+except ImportError:
+    from data import IMAGE_EXTS as INPUT_EXTS
+
+DEPTH_UNIT = {8: 1.0, 16: 257.0}  # 16-bit values / 257 = the model's [0, 255] domain (65535 -> 255)
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-i", "--input", required=True, help="folder of low-resolution images (png/jpg/jpeg/bmp/tif/webp)")
+    p.add_argument("-i", "--input", required=True, help=f"folder of low-resolution images ({'/'.join(e[1:] for e in INPUT_EXTS)})")
     p.add_argument("-o", "--output", default="./output", help="folder for the results (created; default ./output)")
     p.add_argument("-m", "--model", required=True,
-                   help="saved model (.keras), or a krasserm .h5 weights file (see --profile)")
+                   help="model file: .keras, Real-ESRGAN/ESRGAN .pth/.safetensors, or a krasserm .h5 (see --profile)")
     p.add_argument("--profile", default=None,
                    help="profile of a krasserm .h5 weights file (e.g. wdsr-a-32); default: read from its name")
     p.add_argument("--scale", type=int, default=None,
                    help="scale of a krasserm .h5 weights file; default: read from its name (-x4-). "
                         ".keras models carry their own scale")
     p.add_argument("--tile", type=int, default=None,
-                   help="process in N x N LR tiles with a fixed shape (images too large for memory; "
-                        "e.g. 256)")
-    p.add_argument("--tile-overlap", type=int, default=16,
-                   help="LR pixels of context cropped from each tile side; results equal the untiled "
-                        "output when it covers the model's receptive field (default 16)")
+                   help="process in N x N LR tiles (large photographs; e.g. 256)")
+    p.add_argument("--tile-overlap", type=int, default=None,
+                   help="LR pixels of context cropped from each tile side (default: the model's receptive field, "
+                        f"capped at {inference.TILE_OVERLAP_CAP} for very deep nets; see docs/demo.md)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="x8 geometric self-ensemble (rotations and flips, averaged): better, 8x slower")
     p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                   help="XLA compilation: auto = for --tile on a GPU only (fixed tile shape, compiled once; on CPU "
-                        "eager TF was faster), on, off (default auto)")
+                   help="XLA compilation: auto = JAX always (bucketed full images, fixed tiles), TensorFlow for "
+                        "--tile on a GPU only; on; off (default auto)")
     p.add_argument("--figure", action="store_true",
-                   help="also write <stem>_figure.png: LR | bicubic | SR (| HR), or LR | SR | uncertainty "
-                        "(| error) for a log-variance model")
+                   help="also write <stem>_figure.png: the whole SR image beside zoomed crops (LR | bicubic | SR "
+                        "(| HR), or SR | uncertainty (| error) for a log-variance model)")
     p.add_argument("--hr", default=None,
                    help="folder of high-resolution images with the same stems, shown in figures with PSNR")
-    p.add_argument("--loss-mode", choices=("l2", "l1"), default="l2",
-                   help="log-variance convention of a GRAM model (its training --loss-mode; default l2): "
-                        "converts s to a standard deviation in grey levels")
+    p.add_argument("--loss-mode", choices=("l2", "l1"), default=None,
+                   help="log-variance convention of a GRAM model (default: the checkpoint's own training "
+                        "--loss-mode, from its compiled loss or its run's args.json; l2 when unknown)")
     return p
 
 
 def list_images(folder):
     """Sorted image paths of `folder`; UserError when it is missing or has none."""
     if not os.path.isdir(folder):
-        raise UserError(f"input folder {folder} not found; pass a folder of images with -i")
+        what = "is a file, not a folder" if os.path.exists(folder) else "not found"
+        raise UserError(f"input folder {folder} {what}; pass a folder of images with -i")
     names = sorted(n for n in os.listdir(folder)
                    if not n.startswith(".") and os.path.splitext(n)[1].lower() in INPUT_EXTS
                    and os.path.isfile(os.path.join(folder, n)))
@@ -69,54 +78,30 @@ def list_images(folder):
     return [os.path.join(folder, n) for n in names]
 
 
-def _from_name(path, profile, scale):
-    """Profile and scale of a krasserm weights file, from the arguments or its name (wdsr-a-32-x4-...h5)."""
-    # the file name first (wdsr-a-32-x4-psnr-29.1736.h5), then its folder (krasserm-wdsr-b-32-x4/weights.h5)
-    names = [os.path.basename(path).lower(), os.path.basename(os.path.dirname(os.path.abspath(path))).lower()]
-    for name in names:
-        if profile is None:
-            m = re.search(r"((?:wdsr-[ab]|edsr)-\d+|sr-resnet)", name)
-            profile = m.group(1) if m else None
-        if scale is None:
-            m = re.search(r"(?:^|[^a-z0-9])x([2-4])(?:\D|$)", name)
-            scale = int(m.group(1)) if m else None
-    if profile is None or scale is None:
-        raise UserError(f"{path} is a Keras 2 weights file: give its --profile (e.g. wdsr-a-32) and --scale")
-    return profile, scale
-
-
 def load_sr_model(path, profile=None, scale=None):
-    """A keras model from a .keras file, or from a krasserm .h5 weights file (converted); UserError otherwise."""
+    """THE model loader (`model.load_model`, every format) with demo's --profile / --scale; UserError otherwise."""
+    import model as model_lib
+
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise UserError(f"model file {path} not found; pass a saved .keras model with --model")
-    if path.lower().endswith((".h5", ".hdf5")):
-        from model.krasserm import convert_krasserm_weights
+        what = "is a folder" if os.path.isdir(path) else "not found"
+        raise UserError(f"model file {path} {what}; pass a model file with --model")
+    if "profile" in inspect.signature(model_lib.load_model).parameters:
+        return model_lib.load_model(path, compile=False, profile=profile, scale=scale)
+    if path.lower().endswith((".h5", ".hdf5")):  # until model.load_model reads krasserm .h5 itself
+        from model.krasserm import convert_krasserm_weights, profile_and_scale
 
-        profile, scale = _from_name(path, profile, scale)
-        try:
-            return convert_krasserm_weights(path, profile, scale)
-        except UserError:
-            raise
-        except Exception as e:  # h5py/keras errors on foreign files
-            raise UserError(f"cannot load weights {path} as {profile} x{scale}: {_first_line(e)}") from None
+        return convert_krasserm_weights(path, *profile_and_scale(path, profile, scale))
+    return model_lib.load_model(path, compile=False)
+
+
+def checkpoint_loss_mode(model, path):
+    """THE place that knows a checkpoint's loss mode (losses.checkpoint_loss_mode); l2 where unknown."""
     try:
-        import model as model_lib
-    except ImportError:  # models package unavailable: plain keras loading
-        model_lib = None
-    if model_lib is not None:
-        return model_lib.load_model(path, compile=False)
-    import keras
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:
-        raise UserError(f"cannot load model {path}: {_first_line(e)}") from None
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+        from losses import checkpoint_loss_mode as mode_of
+    except ImportError:
+        from losses.mode import checkpoint_loss_mode as mode_of
+    return mode_of(model, path=path)
 
 
 def _predicts_logvar(model, sr):
@@ -128,8 +113,89 @@ def _predicts_logvar(model, sr):
         return sr.shape[-1] == 6
 
 
+# ------------------------------------------------------------------------------------------- image I/O
+def _is_16bit(im):
+    """True for a Pillow image whose samples are 16-bit (grey I;16*, or RGB(A) PNGs Pillow would reduce)."""
+    if im.mode.startswith("I;16"):
+        return True
+    if im.mode == "I":
+        return im.format in ("PNG", "TIFF")
+    return im.mode in ("RGB", "RGBA") and any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)
+
+
+def read_photo(path):
+    """(rgb, alpha, depth) of an image file: rgb HxWx3 and alpha HxW (or None) as uint8, or uint16 when depth is 16.
+
+    8-bit images without alpha go through THE reader (`data.read_image`, grey/palette/CMYK handled there);
+    an alpha channel (RGBA, LA, PA, palette transparency) is kept; 16-bit PNG/TIFF samples are kept by
+    reading with OpenCV (Pillow reduces 16-bit colour to 8 bit).
+    """
+    import data
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode, deep = im.mode, _is_16bit(im)
+            has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info)
+            if has_alpha and not deep:
+                rgba = np.asarray(im.convert("RGBA"), np.uint8)
+                return rgba[..., :3].copy(), rgba[..., 3].copy(), 8
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        msg = str(e).replace(os.linesep, " ").strip() or type(e).__name__
+        raise UserError(f"cannot read image {path} ({msg}); the file is corrupt or not an image") from None
+    if deep:
+        import cv2
+
+        arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if arr is not None and arr.dtype == np.uint16:
+            if arr.ndim == 2:
+                return np.repeat(arr[:, :, None], 3, axis=2), None, 16
+            rgb = arr[..., 2::-1] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+            alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
+            return np.ascontiguousarray(rgb), alpha, 16
+        utils.warn(f"{path}: 16-bit samples could not be kept; read as 8 bit")
+    return data.read_image(path), None, 8
+
+
+def to_depth(values, depth):
+    """Float values in the model's [0, 255] domain -> uint8 (THE rounding, metrics.quantize) or uint16."""
+    if depth == 8:
+        import metrics
+
+        return metrics.quantize(values)
+    return np.clip(np.round(np.asarray(values, np.float64) * DEPTH_UNIT[16]), 0, 65535).astype(np.uint16)
+
+
+def upscale_alpha(alpha, scale, shape):
+    """Alpha (uint8/uint16 HxW) upsampled with MATLAB bicubic to `shape`, same dtype (rounded, clipped)."""
+    import data
+
+    top = 255 if alpha.dtype == np.uint8 else 65535
+    up = data.imresize(alpha.astype(np.float64), scale=scale)[: shape[0], : shape[1]]
+    return np.clip(np.round(up), 0, top).astype(alpha.dtype)
+
+
+def write_photo(path, img):
+    """uint8 (THE writer, data.write_image) or uint16 HxWx3/4 RGB(A) PNG (OpenCV), atomically."""
+    import data
+
+    if img.dtype == np.uint8:
+        return data.write_image(path, img)
+    import cv2
+
+    bgr = img[..., [2, 1, 0, 3]] if img.shape[2] == 4 else img[..., ::-1]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    if not ok:
+        raise UserError(f"cannot encode {path} as a 16-bit PNG")
+    with utils.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- figures
 def _read_hr(hr_dir, stem, sr_shape):
-    """HR image for `stem` cropped to the SR size, or None (with a warning when it does not fit)."""
+    """HR image (uint8) for `stem` cropped to the SR size, or None (with a warning when it does not fit)."""
     import data
 
     path = None
@@ -155,26 +221,39 @@ def _psnr(hr, sr, scale):
     return metrics.psnr(hr, sr, shave=scale, channel="y")
 
 
+def zoom_size(shape, scale):
+    """Side of the zoomed crop in SR pixels: a quarter of the shorter side, at least 8 LR pixels."""
+    return int(min(min(shape[:2]), max(8 * scale, min(shape[:2]) // 4)))
+
+
 def make_figure(path, lr, sr, scale, hr=None, std=None, title=None):
-    """LR | bicubic | SR (| HR), or for a log-variance model LR | SR | uncertainty (| error)."""
+    """The whole SR image beside zoomed crops of its most detailed region: LR | bicubic | SR (| HR), or for
+    a log-variance model SR | predicted std (| |HR - SR|). uint8 lr/sr/hr; PSNR-Y (whole image) in titles."""
     import data
     import figures
 
-    tag = lambda img: f" ({_psnr(hr, img, scale):.2f} dB)" if hr is not None else ""  # noqa: E731
+    tag = lambda img: f" {_psnr(hr, img, scale):.2f} dB" if hr is not None else ""  # noqa: E731
+    size = zoom_size(sr.shape, scale)
+    y, x = figures.detail_box(hr if hr is not None else sr, size)
+    y, x = y // scale * scale, x // scale * scale  # align with LR pixels so the LR crop shows the same region
+    crop = lambda img: img[y : y + size, x : x + size]  # noqa: E731
+    lr_crop = lr[y // scale : (y + size) // scale, x // scale : (x + size) // scale]
     if std is None:
         bicubic = data.imresize(lr, scale=scale)[: sr.shape[0], : sr.shape[1]]
-        panels = [{"title": "LR", "image": lr}, {"title": "bicubic" + tag(bicubic), "image": bicubic},
-                  {"title": "SR" + tag(sr), "image": sr}]
+        crops = [{"title": "LR", "image": lr_crop}, {"title": "bicubic" + tag(bicubic), "image": crop(bicubic)},
+                 {"title": "SR" + tag(sr), "image": crop(sr)}]
         if hr is not None:
-            panels.append({"title": "HR", "image": hr})
+            crops.append({"title": "HR", "image": crop(hr)})
     else:
         err = np.abs(hr.astype(np.float64) - sr) if hr is not None else None
         vmax = figures._robust_max(figures.to_map(std if err is None else np.concatenate([std, err], 1)))
-        panels = [{"title": "LR", "image": lr}, {"title": "SR" + tag(sr), "image": sr},
-                  {"title": "predicted std", "image": std, "cmap": "magma", "vmax": vmax, "label": "grey levels"}]
+        crops = [{"title": "SR" + tag(sr), "image": crop(sr)},
+                 {"title": "predicted std", "image": crop(std), "cmap": "magma", "vmax": vmax, "label": "grey levels"}]
         if err is not None:
-            panels.append({"title": "|HR - SR|", "image": err, "cmap": "magma", "vmax": vmax, "label": "grey levels"})
-    return figures.comparison_figure(path, panels, suptitle=title)
+            crops.append({"title": "|HR - SR|", "image": crop(err), "cmap": "magma", "vmax": vmax,
+                          "label": "grey levels"})
+    whole = {"title": f"SR {sr.shape[1]}x{sr.shape[0]} (box: zoomed {size}x{size})", "image": sr}
+    return figures.zoom_figure(path, whole, (y, x, size, size), crops, suptitle=title)
 
 
 def _out_of_memory(e):
@@ -193,20 +272,28 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     paths = list_images(args.input)
     if args.hr is not None and not os.path.isdir(args.hr):
-        raise UserError(f"HR folder {args.hr} not found")
-    if args.tile is not None and (args.tile < 1 or args.tile_overlap < 0 or args.tile <= 2 * args.tile_overlap):
+        raise UserError(f"HR folder {args.hr} not found; pass a folder of HR images with --hr")
+    if args.tile is not None and args.tile < 1:
+        raise UserError(f"--tile must be a positive number of LR pixels (got {args.tile}); e.g. --tile 256")
+    if args.tile_overlap is not None and args.tile_overlap < 0:
+        raise UserError(f"--tile-overlap must be 0 or more LR pixels (got {args.tile_overlap})")
+    if args.tile is not None and args.tile_overlap is not None and args.tile <= 2 * args.tile_overlap:
         raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
     utils.ensure_writable_dir(args.output)
 
     from tqdm import tqdm
 
-    import data
-    import figures
-    import inference
-
     model = load_sr_model(args.model, args.profile, args.scale)
     scale = inference.resolve_scale(model)
+    overlap = args.tile_overlap
+    if args.tile is not None and overlap is None:
+        overlap = inference.default_tile_overlap(model)
+        if args.tile <= 2 * overlap:
+            raise UserError(f"--tile ({args.tile}) must be larger than twice the tile overlap this model needs "
+                            f"({overlap} LR pixels, its receptive field): use --tile {4 * overlap} or more, or a "
+                            f"smaller --tile-overlap (the output then differs slightly near tile edges)")
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
+    loss_mode = None
     failed, seen = [], {}
     for path in tqdm(paths, desc="super-resolving", unit="image"):
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -214,37 +301,45 @@ def main(argv=None):
             utils.warn(f"{path}: same name as {seen[stem]}; skipped (outputs are named by stem)")
             continue
         seen[stem] = path
+        out_path = os.path.join(args.output, stem + ".png")
+        if os.path.exists(out_path) and os.path.samefile(out_path, path):
+            raise UserError(f"{out_path} would overwrite the input image; choose another output folder (-o)")
         try:
-            lr = data.read_image(path)
+            rgb, alpha, depth = read_photo(path)
         except UserError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)
             failed.append(os.path.basename(path))
             continue
+        lr = rgb.astype(np.float32) / DEPTH_UNIT[depth]  # the model's [0, 255] domain
+        if loss_mode is None:
+            loss_mode = args.loss_mode or checkpoint_loss_mode(model, args.model)
         try:
-            out = inference.super_resolve(model, lr, tile=args.tile, tile_overlap=args.tile_overlap,
+            out = inference.super_resolve(model, lr, tile=args.tile, tile_overlap=overlap or 0,
                                           self_ensemble=args.self_ensemble, jit=jit, scale=scale,
-                                          loss_mode=args.loss_mode)
+                                          loss_mode=loss_mode)
         except Exception as e:
             if _out_of_memory(e):
                 raise UserError(f"out of memory on {path} ({lr.shape[1]}x{lr.shape[0]}); "
                                 f"retry with --tile 256 (or smaller)") from None
             raise
-        sr = np.clip(np.round(out[..., :3]), 0, 255).astype(np.uint8)
-        out_path = os.path.join(args.output, stem + ".png")
-        if os.path.exists(out_path) and os.path.samefile(out_path, path):
-            raise UserError(f"{out_path} would overwrite the input image; choose another output folder (-o)")
-        data.write_image(out_path, sr)
+        img = to_depth(out[..., :3], depth)
+        if alpha is not None:
+            img = np.concatenate([img, upscale_alpha(alpha, scale, img.shape)[..., None]], axis=-1)
+        write_photo(out_path, img)
+        sr = to_depth(out[..., :3], 8)
         std = None
         if _predicts_logvar(model, out):
             logvar = out[..., 3:6]
-            std = inference.logvar_to_std(logvar, args.loss_mode)
+            std = inference.logvar_to_std(logvar, loss_mode)
             _save_npy(os.path.join(args.output, stem + "_logvar.npy"), logvar)
+            import figures
+
             figures.uncertainty_figure(os.path.join(args.output, stem + "_uncertainty.png"), std,
-                                       title=f"{stem}: predicted std (mean over RGB)")
+                                       title=f"{stem}: predicted std (mean over RGB, {loss_mode})")
         if args.figure:
             hr = _read_hr(args.hr, stem, sr.shape) if args.hr else None
-            make_figure(os.path.join(args.output, stem + "_figure.png"), lr, sr, scale, hr=hr, std=std,
-                        title=f"{stem} x{scale}")
+            make_figure(os.path.join(args.output, stem + "_figure.png"), to_depth(lr, 8), sr, scale, hr=hr,
+                        std=std, title=f"{stem} x{scale}")
     done = len(seen) - len(failed)
     print(f"{done} image(s) super-resolved x{scale} into {args.output}")
     if failed:

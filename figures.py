@@ -55,6 +55,65 @@ def comparison_figure(path, panels, suptitle=None, panel_size=4.0):
     return _save(fig, path)
 
 
+def detail_box(img, size):
+    """(y, x) of the size x size window with the most detail (sum of gradient magnitudes) in an HxW(xC) image."""
+    g = to_map(img)
+    h, w = g.shape
+    size = min(size, h, w)
+    mag = np.zeros_like(g)
+    mag[:-1, :-1] = np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1, :]
+    integral = np.pad(mag.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = (integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size])
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y), int(x)
+
+
+def _draw(ax, panel):
+    img = np.asarray(panel["image"])
+    if panel.get("cmap"):
+        data = to_map(img)
+        im = ax.imshow(data, cmap=panel["cmap"], vmin=0, vmax=panel.get("vmax") or max(float(data.max()), 1e-6),
+                       interpolation="nearest")
+        return im
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    return None
+
+
+def zoom_figure(path, whole, box, crops, suptitle=None, panel_size=3.2):
+    """The whole image (the zoomed region outlined) beside zoomed crops of that region, as one PNG.
+
+    A whole 4x image shows no detail at figure size; the crops (pixels drawn nearest-neighbour) do.
+    whole: panel dict {"title", "image"}; box: (y, x, height, width) in the whole image's pixels;
+    crops: panel dicts as for `comparison_figure`, already cut to the region (any resolution: LR crops are
+    drawn in the same panel size).
+    """
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(whole["image"])
+    aspect = img.shape[1] / img.shape[0]
+    widths = [panel_size * aspect] + [panel_size] * len(crops)
+    fig, axes = plt.subplots(1, 1 + len(crops), figsize=(sum(widths) + 0.8 * len(crops), panel_size * 1.15),
+                             gridspec_kw={"width_ratios": widths}, squeeze=False)
+    axes = axes[0]
+    _draw(axes[0], whole)
+    y, x, bh, bw = box
+    axes[0].add_patch(Rectangle((x - 0.5, y - 0.5), bw, bh, fill=False, edgecolor="yellow", linewidth=1.5))
+    axes[0].set_title(whole["title"], fontsize=10)
+    axes[0].set_axis_off()
+    for ax, panel in zip(axes[1:], crops):
+        im = _draw(ax, panel)
+        if im is not None:
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(panel.get("label", ""))
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_axis_off()
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def uncertainty_figure(path, std, title="predicted standard deviation", cmap="magma", vmax=None):
     """Write the per-pixel std (grey levels; channel mean for HxWx3) as a colour-mapped PNG with a colour bar."""
     plt = _pyplot()

@@ -11,7 +11,7 @@ import demo
 from conftest import ROOT, smooth_image
 from utils import run_cli
 
-SIZES = {"rgb": (20, 26), "rgba": (18, 17), "grey": (15, 22), "grey16": (16, 16)}
+SIZES = {"rgb": (20, 26), "rgba": (18, 17), "grey": (15, 22), "grey16": (16, 16), "rgb16": (14, 19)}
 
 
 def _tiny_model(pred_logvar=False):
@@ -48,8 +48,13 @@ def images(tmp_path_factory):
             Image.fromarray(np.concatenate([small, alpha], -1), "RGBA").save(lr / "rgba.png")
         elif stem == "grey":
             Image.fromarray(small[..., 0]).save(lr / "grey.jpg")
-        else:
+        elif stem == "grey16":
             Image.fromarray(small[..., 1].astype(np.uint16) * 257).save(lr / "grey16.png")  # mode I;16
+        else:  # 16-bit RGB (Pillow cannot write it): values that 8 bits cannot hold
+            import cv2
+
+            deep = small.astype(np.uint16) * 257 + rng.integers(0, 200, small.shape).astype(np.uint16)
+            cv2.imwrite(str(lr / "rgb16.png"), deep[..., ::-1])
     (lr / "notes.txt").write_text("not an image")
     return lr, hr
 
@@ -68,8 +73,74 @@ def test_demo_plain_model(models, images, tmp_path, capsys):
     for stem in SIZES:
         assert (out / f"{stem}_figure.png").stat().st_size > 1000
         assert not (out / f"{stem}_uncertainty.png").exists()
-    err = capsys.readouterr().err
-    assert "16-bit" in err or "grey16" in err  # the 16-bit source is warned about, not fatal
+    assert "16-bit" not in capsys.readouterr().err  # 16-bit sources are kept, not reduced with a warning
+
+
+def test_alpha_and_16_bit_kept(models, images, tmp_path):
+    """RGBA in -> RGBA PNG out (alpha by bicubic); 16-bit in -> 16-bit out, equal to the 8-bit domain run."""
+    import cv2
+
+    import data
+    import inference
+    import metrics
+    import model as model_lib
+
+    lr, _ = images
+    out = tmp_path / "out"
+    assert demo.main(["-i", str(lr), "-o", str(out), "--model", models["plain"]]) == 0
+    rgba = np.asarray(Image.open(out / "rgba.png"))
+    assert Image.open(out / "rgba.png").mode == "RGBA" and rgba.shape == (36, 34, 4)
+    np.testing.assert_array_equal(rgba[..., 3], 200)  # constant alpha stays constant under bicubic
+    src = np.asarray(Image.open(lr / "rgba.png"))
+    net = model_lib.load_model(models["plain"], compile=False)
+    np.testing.assert_array_equal(rgba[..., :3], metrics.quantize(inference.super_resolve(net, src[..., :3])))
+    for stem in ("grey16", "rgb16"):
+        sr16 = cv2.imread(str(out / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert sr16.dtype == np.uint16 and sr16.shape == (2 * SIZES[stem][0], 2 * SIZES[stem][1], 3), stem
+        src16 = cv2.imread(str(lr / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        src16 = np.repeat(src16[..., None], 3, 2) if src16.ndim == 2 else src16[..., ::-1]
+        ref = inference.super_resolve(net, src16.astype(np.float32) / 257)
+        expect = np.clip(np.round(ref.astype(np.float64) * 257), 0, 65535)
+        assert np.abs(sr16[..., ::-1].astype(np.float64) - expect).max() <= 1, stem
+    # the 16-bit output keeps what 8 bits would lose: not a multiple of 257 everywhere
+    assert np.any(cv2.imread(str(out / "rgb16.png"), cv2.IMREAD_UNCHANGED) % 257)
+    # alpha of a 16-bit RGBA image: kept at 16 bit too
+    deep = np.dstack([np.full((12, 13, 3), 40000, np.uint16), np.full((12, 13, 1), 30000, np.uint16)])
+    folder = tmp_path / "in16"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a16.png"), deep)
+    assert demo.main(["-i", str(folder), "-o", str(tmp_path / "o16"), "--model", models["plain"]]) == 0
+    a16 = cv2.imread(str(tmp_path / "o16" / "a16.png"), cv2.IMREAD_UNCHANGED)
+    assert a16.dtype == np.uint16 and a16.shape == (24, 26, 4)
+    np.testing.assert_array_equal(a16[..., 3], 30000)
+    assert data.read_image(str(tmp_path / "o16" / "a16.png")).dtype == np.uint8  # still readable by THE reader
+
+
+def test_loss_mode_from_the_checkpoint(models, tmp_path):
+    """An L1-trained GRAM checkpoint is read as l1 (its sigma map is not drawn with the l2 convention)."""
+    import losses
+
+    net = _tiny_model(pred_logvar=True)
+    net.compile(optimizer="adam", loss=losses.SRLoss(pred_logvar=True, loss_mode="l1"))
+    path = str(tmp_path / "gram-l1.keras")
+    net.save(path)
+    loaded = demo.load_sr_model(path)
+    assert demo.checkpoint_loss_mode(loaded, path) == "l1"
+    assert demo.checkpoint_loss_mode(demo.load_sr_model(models["logvar"]), models["logvar"]) == "l2"  # unknown
+
+
+def test_zoom_figure_shows_the_detail(tmp_path):
+    """The figure has the whole image plus crops at full resolution of the most detailed region."""
+    import figures
+
+    img = np.full((120, 160, 3), 128, np.uint8)
+    img[70:90, 100:120] = np.random.default_rng(0).integers(0, 255, (20, 20, 3))  # the only texture
+    y, x = figures.detail_box(img, 20)
+    assert abs(y - 70) <= 1 and abs(x - 100) <= 1
+    lr = img[::2, ::2]
+    path = demo.make_figure(str(tmp_path / "f.png"), lr, img, 2, hr=img, title="t")
+    fig = np.asarray(Image.open(path))
+    assert fig.shape[1] > fig.shape[0] * 2  # whole image + 4 crops side by side
 
 
 def test_demo_tiled_equals_untiled(models, images, tmp_path):
@@ -134,8 +205,18 @@ def test_demo_bad_inputs(models, images, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", blocker / "sub", "--model", models["plain"]), "cannot write")
+    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--tile", "8",
+                              "--tile-overlap", "4"), "--tile")
+    # the default overlap covers the receptive field (tiny edsr-1: radius 5.5 LR px -> overlap 7 > 8 / 2)
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--tile", "8"),
+                    "--tile", "receptive field")
+    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--tile", "0"),
                     "--tile")
+    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"],
+                              "--tile-overlap", "-4"), "--tile-overlap")
+    _one_line_error(*_run_cli(capsys, "-i", lr / "rgb.png", "-o", tmp_path / "o", "--model", models["plain"]),
+                    "is a file")
+    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", lr), "is a folder")
 
 
 def test_demo_unreadable_image_is_skipped(models, tmp_path, capsys):
@@ -146,14 +227,6 @@ def test_demo_unreadable_image_is_skipped(models, tmp_path, capsys):
     status, err = _run_cli(capsys, "-i", folder, "-o", tmp_path / "out", "--model", models["plain"])
     assert status == 2 and "Traceback" not in err
     assert "bad.png" in err and (tmp_path / "out" / "good.png").exists()
-
-
-def test_krasserm_name_parsing():
-    assert demo._from_name("/x/wdsr-a-32-x4-psnr-29.1736.h5", None, None) == ("wdsr-a-32", 4)
-    assert demo._from_name("weights.h5", "wdsr-b-32", 4) == ("wdsr-b-32", 4)
-    assert demo._from_name("/w/krasserm-wdsr-b-32-x4/weights.h5", None, None) == ("wdsr-b-32", 4)
-    with pytest.raises(demo.UserError, match="--profile"):
-        demo._from_name("weights.h5", None, None)
 
 
 def test_out_of_memory_becomes_one_line_hint(models, images, tmp_path, capsys, monkeypatch):
