@@ -4,22 +4,72 @@
 hr are image paths (as `data.open_pairs` returns them) or uint8 arrays already in memory (fixed random
 crops for per-epoch validation). Each image is super-resolved with `inference.super_resolve`, rounded to
 8 bits and scored; the row holds the mean over images of each per-image number, as papers report.
+
+`evaluate_images` is the no-reference counterpart: images without ground truth (real photographs, or the HR
+images of a test set in the A-ESRGAN protocol) are super-resolved and scored by no-reference metrics (NIQE).
+Metrics are named as in `metrics.registry`; `metric_options` maps a metric name to its keyword options.
 """
+import inspect
 import os
 
 import numpy as np
 
 import metrics
+import metrics as metrics_lib  # `evaluate` has a parameter named metrics
 from utils import UserError, warn
 
 BICUBIC = "bicubic"
+AS_IS = "as-is"  # evaluate_images without super-resolution: the images themselves are scored
+FIDELITY = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")  # metrics.score's four numbers, the default set
 
 
 def bicubic_upscale(lr, scale):
-    """The bicubic baseline: MATLAB-exact bicubic upscaling of a uint8 LR image (grey stays grey)."""
+    """The bicubic baseline: MATLAB-exact bicubic upscaling of a uint8 LR image (grey stays grey).
+
+    uint8 arithmetic, rounded after each axis as MATLAB's imresize of a uint8 image: the PSNR tables' bicubic.
+    """
     import data
 
     return data.imresize(np.asarray(lr), scale=scale)
+
+
+def bicubic_upscale_float(img, scale):
+    """MATLAB bicubic of the image as float, rounded once at the end: the A-ESRGAN NIQE tables' bicubic.
+
+    (BasicSR's imresize works in float; on Set5 HR x4 this gives NIQE 7.8524 as the paper, the uint8 path 7.7258.)
+    """
+    import data
+
+    return metrics.quantize(data.imresize(np.asarray(img, dtype=np.float64), scale=scale))
+
+
+def check_metrics(names, reference=True):
+    """Registered Metric objects for `names`; UserError for unknown ones or reference metrics without reference."""
+    from metrics import registry
+
+    found = [registry.get_metric(n) for n in names]
+    if not reference:
+        needing = [m.name for m in found if m.needs_reference]
+        if needing:
+            raise UserError(f"metric(s) {', '.join(needing)} need a ground-truth image, which this input has not; "
+                            f"use no-reference metrics here ({', '.join(no_reference_metrics())})")
+    return found
+
+
+def no_reference_metrics():
+    from metrics import registry
+
+    return [n for n in registry.metric_names() if not registry.get_metric(n).needs_reference]
+
+
+def _score_extra(found, sr, hr, shave, metric_options):
+    """Values of the non-fidelity metrics in `found` for one quantized SR image."""
+    out = {}
+    for m in found:
+        if m.name in FIDELITY:
+            continue
+        out[m.name] = float(m.fn(sr, hr, shave=shave, **(metric_options or {}).get(m.name, {})))
+    return out
 
 
 def _load(item, keep_grey=True):
@@ -29,6 +79,25 @@ def _load(item, keep_grey=True):
     import data
 
     return data.read_image(item, keep_grey=keep_grey)
+
+
+def _item_name(item, stem):
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else stem
+
+
+def _add_options(row, names, metric_options):
+    """Record the options each metric ran with, e.g. row["metric_options"] = {"niqe": {"convert": "y", "crop": 0}}."""
+    from metrics import registry
+
+    opts = {}
+    for n in names:
+        m = registry.get_metric(n)
+        if m.options:
+            given = (metric_options or {}).get(n, {})
+            defaults = {k: p.default for k, p in inspect.signature(m.fn).parameters.items() if k in m.options}
+            opts[n] = {k: given.get(k, defaults.get(k)) for k in m.options}
+    if opts:
+        row["metric_options"] = opts
 
 
 def _model_name(model):
@@ -86,7 +155,7 @@ def _uncertainty_plots(pooled, shave, loss_mode, plots_dir, row):
 
 
 def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=16, progress=True,
-             dataset=None, name=None, loss_mode=None, plots_dir=None):
+             dataset=None, name=None, loss_mode=None, plots_dir=None, metrics=None, metric_options=None):
     """Evaluate `model` on `pairs` at `scale`; returns one result row (a JSON-able dict).
 
     model: a keras model, a callable NHWC float32 -> NHWC, or the string "bicubic" (baseline; no model).
@@ -101,8 +170,15 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
       None -> from the model's compiled loss, else "l2".
     plots_dir: for a log-variance model, write its sparsification and calibration curves there as PNGs
       (`<model>_<dataset>_x<s>_sparsification.png`, `..._calibration.png`); their paths go to row["plots"].
+    metrics: registered metric names to report (default FIDELITY, the four above); no-reference ones such as
+      "niqe" are scored on the SR image alone. metric_options: {name: {option: value}}, e.g.
+      {"niqe": {"convert": "gray", "crop": 0}}.
+    An LR image whose size is not HR // scale (a resized or mismatched file) is a UserError naming it.
     """
     scale = int(scale)
+    names = list(metrics) if metrics is not None else list(FIDELITY)
+    found = check_metrics(names)
+    fidelity_needed = any(n in FIDELITY for n in names)
     shave = scale if shave is None else int(shave)
     if loss_mode is None:  # the log-variance convention: from a compiled checkpoint's loss, else Gaussian (l2)
         import losses
@@ -120,8 +196,9 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         iterator = tqdm(pairs, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False,
                         dynamic_ncols=True)
     per_image, uncert, pooled, pooled_size = {}, [], [], 0
-    for stem, lr, hr in iterator:
-        hr = _load(hr, keep_grey=True)
+    for stem, lr_item, hr_item in iterator:
+        lr = lr_item
+        hr = _load(hr_item, keep_grey=True)
         if lr is None:
             import data
 
@@ -129,6 +206,11 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
             lr = data.imresize(hr[:h, :w], scale=1.0 / scale)
         else:
             lr = _load(lr, keep_grey=True)
+        if lr.shape[0] != hr.shape[0] // scale or lr.shape[1] != hr.shape[1] // scale:
+            raise UserError(f"{_item_name(lr_item, stem)}: LR {lr.shape[1]}x{lr.shape[0]} does not match HR "
+                            f"{_item_name(hr_item, stem)} {hr.shape[1]}x{hr.shape[0]} at x{scale} (expected "
+                            f"{hr.shape[1] // scale}x{hr.shape[0] // scale}); wrong scale, or a resized or "
+                            f"mismatched LR file")
         if hr.ndim == 3 and lr.ndim == 2:
             lr = np.stack([lr] * 3, axis=-1)
         # Models take RGB; a grey LR (grey HR) goes in as three equal channels, and comes out scored on grey.
@@ -137,12 +219,12 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         if sr.shape[0] != h or sr.shape[1] != w:
             raise UserError(f"{_model_name(model)}: output {sr.shape[1]}x{sr.shape[0]} for a {lr.shape[1]}x"
                             f"{lr.shape[0]} input is not x{scale}; is it a model of another scale?")
-        if hr.shape[0] < h or hr.shape[1] < w:
-            raise UserError(f"{stem}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than LR x{scale} ({w}x{h}); "
-                            f"wrong scale or mismatched LR file")
         hr = hr[:h, :w]  # "modcrop": HR sizes not divisible by the scale lose their last rows/columns
         mean = sr[..., :3] if sr.ndim == 3 else sr
-        per_image[stem] = metrics.score(hr, mean, shave=shave)
+        quantized = metrics_lib.quantize(mean)
+        per_image[stem] = metrics_lib.score(hr, quantized, shave=shave) if fidelity_needed else {}
+        per_image[stem] = {k: v for k, v in per_image[stem].items() if k in names}
+        per_image[stem].update(_score_extra(found, quantized, hr, shave, metric_options))
         if sr.ndim == 3 and sr.shape[-1] == 6:
             hr3 = hr if hr.ndim == 3 else np.stack([hr] * 3, axis=-1)
             u = _uncertainty([hr3], [mean], [sr[..., 3:]], shave, loss_mode)
@@ -152,10 +234,11 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
                 pooled_size += mean.size
                 pooled = pooled + [(hr3, mean, sr[..., 3:])] if pooled_size <= POOL_LIMIT else []
     row = {"model": name or _model_name(model), "dataset": dataset, "scale": scale}
-    for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"):
+    for key in names:
         row[key] = float(np.mean([v[key] for v in per_image.values()]))
     row.update({"shave": shave, "self_ensemble": bool(self_ensemble), "tile": tile,
-                "num_images": len(per_image)})
+                "num_images": len(per_image), "metrics": names})
+    _add_options(row, names, metric_options)
     if uncert:
         if pooled_size <= POOL_LIMIT:
             row["uncertainty"] = _uncertainty(*map(list, zip(*pooled)), shave, loss_mode)
@@ -167,5 +250,63 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
             row["plots"] = _uncertainty_plots(pooled, shave, loss_mode, plots_dir, row)
         elif plots_dir:
             warn(f"{row['dataset']}: too many pixels to pool for uncertainty plots; none written")
+    row["per_image"] = per_image
+    return row
+
+
+def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None, self_ensemble=False, tile=None,
+                    tile_overlap=16, progress=True, dataset=None, name=None, input_kind="images"):
+    """No-reference evaluation: super-resolve each image x`scale` and score the result; one result row.
+
+    model: a keras model, a callable, "bicubic" (MATLAB bicubic in float, rounded once: the A-ESRGAN tables'
+      baseline, see bicubic_upscale_float) or "as-is" (no super-resolution: the images themselves are scored).
+    images: list of (stem, path or uint8 array), e.g. the HR images of a test set (A-ESRGAN protocol: x4 applied
+      to the original images) or any folder of photographs.
+    metrics: registered no-reference metric names; metric_options as for `evaluate`.
+    Row keys: model, dataset, scale, <metric>..., self_ensemble, tile, num_images, input, metrics,
+    metric_options, per_image {stem: {metric: value, "size": [w, h] of the scored image}}.
+    """
+    names = list(metrics)
+    found = check_metrics(names, reference=False)
+    scale = 1 if isinstance(model, str) and model == AS_IS else int(scale)
+    if isinstance(model, str) and model == AS_IS:
+        def predict(img):
+            return img
+    elif isinstance(model, str) and model == BICUBIC:
+        if self_ensemble:
+            raise UserError("--self-ensemble does not apply to the bicubic baseline")
+
+        def predict(img):
+            return bicubic_upscale_float(img, scale)
+    else:
+        import losses
+
+        predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, losses.loss_mode_of(model))
+    images = list(images)
+    if not images:
+        raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")
+    iterator = images
+    if progress:
+        from tqdm import tqdm
+
+        label = os.path.basename(str(name or _model_name(model)))
+        iterator = tqdm(images, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False,
+                        dynamic_ncols=True)
+    per_image = {}
+    for stem, item in iterator:
+        img = _load(item, keep_grey=False)  # models take RGB; grey stays grey through 'y' and 'gray' alike
+        sr = np.asarray(predict(img))
+        if sr.shape[0] != img.shape[0] * scale or sr.shape[1] != img.shape[1] * scale:
+            raise UserError(f"{_model_name(model)}: output {sr.shape[1]}x{sr.shape[0]} for a {img.shape[1]}x"
+                            f"{img.shape[0]} input is not x{scale}; is it a model of another scale?")
+        quantized = metrics_lib.quantize(sr[..., :3] if sr.ndim == 3 else sr)
+        per_image[stem] = _score_extra(found, quantized, None, 0, metric_options)
+        per_image[stem]["size"] = [int(quantized.shape[1]), int(quantized.shape[0])]
+    row = {"model": name or _model_name(model), "dataset": dataset, "scale": scale}
+    for key in names:
+        row[key] = float(np.mean([v[key] for v in per_image.values()]))
+    row.update({"self_ensemble": bool(self_ensemble), "tile": tile, "num_images": len(per_image),
+                "input": input_kind, "metrics": names})
+    _add_options(row, names, metric_options)
     row["per_image"] = per_image
     return row

@@ -174,15 +174,14 @@ def test_evaluate_logvar_model_adds_uncertainty():
     assert "uncertainty" in row["per_image"]["i0"]
 
 
-def test_gram_loss_mode_comes_from_the_training_run(tmp_path):
-    import json
-
-    import bench
-
+def test_gram_loss_mode_comes_from_the_checkpoint(tmp_path):
+    """bench reads the log-variance convention through losses.checkpoint_loss_mode; --loss-mode overrides it."""
     (tmp_path / "models").mkdir()
-    ckpt = str(tmp_path / "models" / "epoch-001-psnr-30.0000.keras")
-    assert bench.run_loss_mode(ckpt) is None  # no args.json: bench falls back to the model / l2
+    ckpt = tmp_path / "models" / "epoch-001-psnr-30.0000.keras"
+    ckpt.write_bytes(b"")
+    assert bench.loss_mode_for(None, str(ckpt)) == "l2"  # nothing says: Gaussian
     (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": True, "loss_mode": "l1"}))
-    assert bench.run_loss_mode(ckpt) == "l1"
+    assert bench.loss_mode_for(None, str(ckpt)) == "l1"
+    assert bench.loss_mode_for(None, str(ckpt), override="l2") == "l2"
     (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": False, "loss_mode": "l1"}))
-    assert bench.run_loss_mode(ckpt) is None
+    assert bench.loss_mode_for(None, str(ckpt)) == "l2"
