@@ -91,6 +91,10 @@ def build_network(config):
 
 def make_task(config, network):
     """The PixelTask of a config: the profile's optimizer and schedule, the pixel / GRAM loss, EMA."""
+    if config.get("trainer_task") == "realesrgan":  # Real-ESRNet / Real-ESRGAN / A-ESRGAN (training/gan.py)
+        from training.gan import make_gan_task
+
+        return make_gan_task(config, network)
     from optimizer import make_optimizer
     from training.task import PixelTask, gram_loss
 
@@ -187,6 +191,12 @@ def main(argv=None):
         from model import describe
 
         print(describe(network))
+        if config.get("trainer_task") == "realesrgan":
+            from training.gan import describe_discriminator
+
+            text = describe_discriminator(config)
+            if text:
+                print(text)
     if dry_run:
         return None
 
@@ -210,7 +220,8 @@ def main(argv=None):
         print(f"data parallel: {dist.describe()}, {dist.per_device_batch(config['batch_size'])} samples per device")
     validation = Validation(valid, config["scale"], monitor=config["monitor"], shave=0,
                             loss_mode=config["loss_mode"] if config["pred_logvar"] else "l2")
-    trainer = Trainer(task, dist.shard_data(train, config["batch_size"]), run_dir, config["epochs"],
+    trainer_class = getattr(task, "trainer_class", None) or Trainer  # GAN tasks also save D (training/gan.py)
+    trainer = trainer_class(task, dist.shard_data(train, config["batch_size"]), run_dir, config["epochs"],
                       config["steps_per_epoch"], validation=validation, jit_compile=jit, workers=config["workers"],
                       save_best_only=config["save_best_models_only"], save_model=checkpoint_saver(task),
                       distribution=dist)

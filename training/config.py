@@ -81,7 +81,8 @@ class Option:
 
     @property
     def flag(self):
-        return self.flags[0] if self.flags else "--" + self.name.replace("_", "-")
+        long = [f for f in self.flags if f.startswith("--")]
+        return long[0] if long else "--" + self.name.replace("_", "-")
 
     def check(self, value, source):
         """UserError naming the option when `value` is invalid; returns the value (converted)."""
@@ -225,6 +226,7 @@ def _declare():
 
 _declare()
 from training import distribute as _distribute  # noqa: E402,F401  declares the "devices" group (no Keras import)
+from training import gan_options as _gan_options  # noqa: E402,F401  declares the "gan" group (H5; no Keras)
 
 # Where each option lives in a profile (plain data: {"arch", "model": {...}, "train": {...}}).
 MODEL_KEYS = ("num_filters", "num_res_blocks", "res_expansion", "res_scaling", "weightnorm", "pred_logvar",
