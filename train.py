@@ -108,13 +108,14 @@ def make_task(config, network):
 
 def checkpoint_saver(task):
     """save(network, path): the network compiled with its loss, so the .keras file records the loss mode
-    (losses.checkpoint_loss_mode) and loads ready to fine-tune; optimizer variables are not written."""
+    (losses.checkpoint_loss_mode). The optimizer state is in the run's resume-*.npz, not here: a stateless SGD
+    placeholder keeps the file small and `load_model(compile=True)` warning-free."""
     from training.distribute import float32_network
 
     def save(network, path):
         network = float32_network(network)  # mixed precision: published checkpoints compute in float32
         if getattr(network, "loss", None) is not task.loss:
-            network.compile(optimizer="adam", loss=task.loss, jit_compile=False)
+            network.compile(optimizer="sgd", loss=task.loss, jit_compile=False)
         network.save(path)
 
     return save

@@ -312,8 +312,7 @@ def build_parser(argv=None):
         elif option.name == "profile" or option.kind == "flag" and option.default is False:
             default = None
         else:
-            default = f"default: {_show(option.default)}" if option.default is not None or option.kind == "bool" \
-                else None
+            default = f"default: {_show(option.default)}" if option.default is not None else None
         if option.name == "jit_compile":
             default = None
         help_text = option.help + (f" ({default})" if default else "")

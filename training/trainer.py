@@ -24,16 +24,19 @@ import numpy as np
 from utils import UserError, atomic_path, warn
 
 STATE_FILE = "state.json"
-KILL_ENV = "SISR_TEST_KILL"  # tests: "step:N" | "validation:N" | "checkpoint:N" -> SIGKILL at that point
+KILL_ENV = "SISR_TEST_KILL"  # tests: "step:N" | "validation:N" | "checkpoint:N" [+ ":INT"] -> signal there
 
 
 class _KillSwitch:
-    """Test hook: SIGKILL this process at the N-th time a point is reached (see KILL_ENV)."""
+    """Test hook: send this process SIGKILL (or SIGINT with a ":INT" suffix) the N-th time a point is reached:
+    "step" (after a train step returned, before it is counted), "validation" (after a validation image),
+    "checkpoint" (a resume file written under its temporary name, not yet renamed)."""
 
     def __init__(self):
-        spec = os.environ.get(KILL_ENV, "")
-        self.where, _, n = spec.partition(":")
-        self.at = int(n) if n.isdigit() else None
+        parts = os.environ.get(KILL_ENV, "").split(":")
+        self.where = parts[0]
+        self.at = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        self.signal = signal.SIGINT if len(parts) > 2 and parts[2] == "INT" else signal.SIGKILL
         self.count = 0
 
     def __call__(self, where):
@@ -42,7 +45,7 @@ class _KillSwitch:
             if self.count == self.at:
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), self.signal)
 
 
 def _to_float(x):
@@ -317,6 +320,8 @@ class Trainer:
     def fit(self):
         """Train from the current position to `epochs`; returns self.history (one dict per epoch)."""
         self.build()
+        if self.chief:
+            _remove_partial_files(self.run_dir)
         if not os.path.exists(os.path.join(self.run_dir, STATE_FILE)):
             self.save_state()  # resumable from the very start: a kill in epoch 1 loses nothing either
         # training.backend's step, per replica and placed on the devices when distributed
@@ -421,6 +426,16 @@ class Trainer:
         self.epoch, self.step = epoch + 1, 0
         self.save_state()
         print(msg, flush=True)
+
+
+def _remove_partial_files(run_dir):
+    """Temporary files a killed run left behind (utils.atomic_path names them .<stem>.<random>.tmp<ext>)."""
+    for folder in (run_dir, os.path.join(run_dir, "models")):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith(".") and ".tmp." in name and name.endswith((".npz", ".keras", ".json")):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(folder, name))
 
 
 def _last_good(run_dir):
