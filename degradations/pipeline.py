@@ -393,21 +393,22 @@ def add_noise(img, noise, rng):
     kind = noise["kind"]
     if kind == "none":
         return img
+    cv2 = _cv2()
     h, w = img.shape[:2]
+    gray = noise["gray"]
     if kind == "gaussian":
-        shape = (h, w, 1) if noise["gray"] else (h, w, 3)
-        n = rng.standard_normal(shape, dtype=np.float32) * np.float32(noise["sigma"] / 255.0)
+        n = rng.standard_normal((h, w) if gray else (h, w, 3), dtype=np.float32)
+        amount = noise["sigma"] / 255.0
     else:
-        if noise["gray"]:
-            base = to_uint8(cv2_grey(img))[:, :, None]
-        else:
-            base = to_uint8(img)
+        base = to_uint8(cv2_grey(img) if gray else img)
         vals = _vals(base)
-        n = poisson_levels(base, vals, rng) * np.float32(1 / vals) - base.astype(np.float32) * np.float32(1 / 255)
-        n *= np.float32(noise["scale"])
-    out = img + n
-    np.clip(out, 0.0, 1.0, out=out)
-    return out
+        # Poisson(base * vals / 255) / vals - base / 255
+        n = cv2.addWeighted(poisson_levels(base, vals, rng), 1.0 / vals, base.astype(np.float32), -1.0 / 255, 0.0)
+        amount = noise["scale"]
+    if gray:
+        n = cv2.merge((n, n, n))
+    out = cv2.scaleAdd(n, float(amount), img)  # img + amount * n, then clipped (OpenCV: one pass each)
+    return cv2.min(cv2.max(out, (0.0,) * 4), (1.0,) * 4)
 
 
 def usm_sharp(img, radius=51, sigma=8.0, weight=0.5, threshold=10, region=None):
@@ -429,14 +430,14 @@ def usm_sharp(img, radius=51, sigma=8.0, weight=0.5, threshold=10, region=None):
     a0, b0, a1, b1 = grow(2 * r)   # the blur's input window
     c0, d0, c1, d1 = grow(r)       # where the blur (and so the mask) is needed
     blur = cv2.sepFilter2D(img[a0:a1, b0:b1], -1, g, g, borderType=cv2.BORDER_REFLECT_101)
-    blur = np.ascontiguousarray(blur[c0 - a0: c1 - a0, d0 - b0: d1 - b0])
-    mid = np.ascontiguousarray(img[c0:c1, d0:d1])
+    blur = blur[c0 - a0: c1 - a0, d0 - b0: d1 - b0]  # OpenCV takes these views as they are (no copies)
+    mid = img[c0:c1, d0:d1]
     # OpenCV element-wise ops (several times numpy's speed here); the mask is 0 / 255 uint8, its blur uses g / 255
     # (scalars as 4-tuples: a bare float is OpenCV's Scalar(v, 0, 0, 0), which would spare channels 2 and 3)
     mask = cv2.compare(cv2.absdiff(mid, blur), (float(threshold) / 255.0,) * 4, cv2.CMP_GT)
     soft = cv2.sepFilter2D(mask, cv2.CV_32F, g, g * np.float32(1 / 255), borderType=cv2.BORDER_REFLECT_101)
     sl = (slice(y0 - c0, y0 - c0 + h), slice(x0 - d0, x0 - d0 + w))
-    soft, mid, blur = (np.ascontiguousarray(a[sl]) for a in (soft, mid, blur))
+    soft, mid, blur = soft[sl], mid[sl], blur[sl]
     sharp = cv2.scaleAdd(cv2.subtract(mid, blur), float(weight), mid)  # img + weight * residual
     sharp = cv2.min(cv2.max(sharp, (0.0,) * 4), (1.0,) * 4)
     return cv2.add(mid, cv2.multiply(soft, cv2.subtract(sharp, mid)))  # soft * sharp + (1 - soft) * img
@@ -460,7 +461,7 @@ def crop_gt(hr, params, config=REALESRGAN):
         top, left = params["crop"]
         hr = hr[top: top + size, left: left + size]
     h, w = hr.shape[:2]
-    return np.ascontiguousarray(hr[: h - h % scale, : w - w % scale])
+    return hr[: h - h % scale, : w - w % scale]  # a view: to_float copies it
 
 
 def _stage(out, kernel, resize_p, noise, q, size_hw, rng, config):
