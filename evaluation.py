@@ -62,13 +62,16 @@ def no_reference_metrics():
     return [n for n in registry.metric_names() if not registry.get_metric(n).needs_reference]
 
 
-def _score_extra(found, sr, hr, shave, metric_options):
-    """Values of the non-fidelity metrics in `found` for one quantized SR image."""
+def _score_extra(found, sr, hr, shave, metric_options, stem):
+    """Values of the non-fidelity metrics in `found` for one quantized SR image (errors name the image)."""
     out = {}
     for m in found:
         if m.name in FIDELITY:
             continue
-        out[m.name] = float(m.fn(sr, hr, shave=shave, **(metric_options or {}).get(m.name, {})))
+        try:
+            out[m.name] = float(m.fn(sr, hr, shave=shave, **(metric_options or {}).get(m.name, {})))
+        except UserError as e:
+            raise UserError(f"{stem}: {e}") from None
     return out
 
 
@@ -224,7 +227,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         quantized = metrics_lib.quantize(mean)
         per_image[stem] = metrics_lib.score(hr, quantized, shave=shave) if fidelity_needed else {}
         per_image[stem] = {k: v for k, v in per_image[stem].items() if k in names}
-        per_image[stem].update(_score_extra(found, quantized, hr, shave, metric_options))
+        per_image[stem].update(_score_extra(found, quantized, hr, shave, metric_options, stem))
         if sr.ndim == 3 and sr.shape[-1] == 6:
             hr3 = hr if hr.ndim == 3 else np.stack([hr] * 3, axis=-1)
             u = _uncertainty([hr3], [mean], [sr[..., 3:]], shave, loss_mode)
@@ -300,7 +303,7 @@ def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None
             raise UserError(f"{_model_name(model)}: output {sr.shape[1]}x{sr.shape[0]} for a {img.shape[1]}x"
                             f"{img.shape[0]} input is not x{scale}; is it a model of another scale?")
         quantized = metrics_lib.quantize(sr[..., :3] if sr.ndim == 3 else sr)
-        per_image[stem] = _score_extra(found, quantized, None, 0, metric_options)
+        per_image[stem] = _score_extra(found, quantized, None, 0, metric_options, stem)
         per_image[stem]["size"] = [int(quantized.shape[1]), int(quantized.shape[0])]
     row = {"model": name or _model_name(model), "dataset": dataset, "scale": scale}
     for key in names:

@@ -213,8 +213,8 @@ def niqe(img, convert="y", crop=0):
         plane = plane[crop:-crop, crop:-crop]
     if plane.shape[0] < BLOCK or plane.shape[1] < BLOCK:
         h, w = np.asarray(img).shape[:2]
-        raise UserError(f"NIQE needs an image of at least {BLOCK}x{BLOCK} pixels after a crop of {crop}; "
-                        f"got {w}x{h}")
+        raise UserError(f"NIQE needs an image of at least {BLOCK}x{BLOCK} pixels; this one is {w}x{h}"
+                        + (f", {plane.shape[1]}x{plane.shape[0]} after a crop of {crop}" if crop else ""))
     plane = np.round(plane).astype(np.float32)  # integer grey levels, as BasicSR and the MATLAB release
     feats = features(plane)
     if not np.isfinite(feats).all(axis=1).any():  # BasicSR's score would be NaN: use the estimator's limits

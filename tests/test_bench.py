@@ -185,3 +185,209 @@ def test_gram_loss_mode_comes_from_the_checkpoint(tmp_path):
     assert bench.loss_mode_for(None, str(ckpt), override="l2") == "l2"
     (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": False, "loss_mode": "l1"}))
     assert bench.loss_mode_for(None, str(ckpt)) == "l2"
+
+
+# ------------------------------------------------------------------------------ NIQE and no-reference inputs
+def test_aesrgan_protocol_bicubic_niqe_on_set5(shared_dir, tmp_path, capsys):
+    """x4 applied to Set5's HR images, NIQE on Pillow grey, no crop: the A-ESRGAN table's 7.8524."""
+    out, results = tmp_path / "n.json", tmp_path / "nr.json"
+    assert bench.main(["--bicubic", "--scale", "4", "--dataset", str(shared_dir / "datasets" / "Set5"),
+                       "--input", "hr", "--metrics", "niqe", "--niqe-convert", "gray", "-o", str(out),
+                       "--results", str(results), "--no-progress"]) == 0
+    (row,) = json.loads(results.read_text())["rows"]
+    assert row["model"] == "bicubic" and row["dataset"] == "Set5" and row["scale"] == 4
+    assert row["input"] == "hr" and row["metrics"] == ["niqe"]
+    assert row["metric_options"] == {"niqe": {"convert": "gray", "crop": 0}}
+    assert abs(row["niqe"] - 7.8524) <= 0.005, row["niqe"]
+    assert row["per_image"]["baby"]["size"] == [2048, 2048] and "psnr_y" not in row
+    assert json.loads(out.read_text()) == {"bicubic": pytest.approx(row["niqe"])}
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| Model | Set5 HR x4 (NIQE ↓) |"
+    assert lines[-1] == f"Best NIQE = {row['niqe']:.4f} for model bicubic"
+
+
+@pytest.fixture()
+def benchmark_set(tiny_div2k, tmp_path):
+    """A benchmark folder: HR/ (96x120) + LR_bicubic/X2/ from the tiny DIV2K tree."""
+    import shutil
+
+    folder = tmp_path / "MySet"
+    shutil.copytree(tiny_div2k / "DIV2K_valid_HR", folder / "HR")
+    (folder / "LR_bicubic" / "X2").mkdir(parents=True)
+    for p in (tiny_div2k / "DIV2K_valid_LR_bicubic" / "X2").iterdir():
+        shutil.copy(p, folder / "LR_bicubic" / "X2" / p.name)
+    return folder
+
+
+def test_niqe_beside_psnr_on_a_benchmark_folder(benchmark_set, tiny_models, tmp_path, capsys):
+    path = tiny_models["paths"][0]
+    bench.main(["--dataset", str(benchmark_set), "-i", path, "--bicubic", "--metrics", "psnr_y", "ssim_y", "niqe",
+                "-o", str(tmp_path / "b.json"), "--no-progress"])
+    rows = json.loads((tmp_path / "b.results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["bicubic", path]
+    from metrics import niqe
+
+    for r in rows:
+        assert r["metrics"] == ["psnr_y", "ssim_y", "niqe"] and r["shave"] == 2 and r["input"] == "lr"
+        assert "psnr_rgb" not in r and r["metric_options"]["niqe"] == {"convert": "y", "crop": 0}
+        assert r["niqe"] == pytest.approx(np.mean([v["niqe"] for v in r["per_image"].values()]))
+    hr = metrics.quantize(evaluation.bicubic_upscale(__import__("data").read_image(
+        str(benchmark_set / "LR_bicubic" / "X2" / "0801x2.png")), 2))
+    assert rows[0]["per_image"]["0801"]["niqe"] == pytest.approx(niqe.niqe(hr))
+    with pytest.raises(UserError, match=r"0801: NIQE needs .* 96x96 pixels; this one is 120x96, 116x92 after a "
+                                        r"crop of 2"):
+        bench.main(["--dataset", str(benchmark_set), "--bicubic", "--scale", "2", "--metrics", "niqe",
+                    "--niqe-crop", "2", "-o", str(tmp_path / "c.json"), "--no-progress"])
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0] == "| Model | MySet x2 (PSNR-Y (dB) / SSIM-Y / NIQE ↓) |"
+    assert re.match(r"\| Bicubic \| \d+\.\d\d / 0\.\d{4} / \d+\.\d{4} \|", table[2])
+    assert table[-1].startswith("Best PSNR = ")
+
+
+def test_plain_folder_and_as_is_are_no_reference(tiny_div2k, tiny_models, tmp_path, capsys):
+    photos = tiny_div2k / "DIV2K_valid_HR"  # any folder of images: no HR/, no DIV2K layout at its top
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    path = tiny_models["paths"][1]
+    bench.main(["--dataset", str(folder), "-i", path, "--bicubic", "-o", str(tmp_path / "p.json"), "--no-progress"])
+    rows = json.loads((tmp_path / "p.results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["bicubic", path]
+    for r in rows:
+        assert r["kind"] == "images" and r["input"] == "images" and r["metrics"] == ["niqe"]
+        assert r["per_image"]["0801"]["size"] == [240, 192]  # x2 of the 120x96 photos
+    assert "Best NIQE" in capsys.readouterr().out
+    with pytest.raises(UserError, match="psnr_y need a ground-truth image"):
+        bench.main(["--dataset", str(folder), "-i", path, "--metrics", "psnr_y", "-o", str(tmp_path / "q.json")])
+    bench.main(["--dataset", str(folder), "--input", "as-is", "-o", str(tmp_path / "a.json"), "--no-progress"])
+    (row,) = json.loads((tmp_path / "a.results.json").read_text())["rows"]
+    from metrics import niqe
+
+    assert row["model"] == "as-is" and row["scale"] == 1
+    assert row["per_image"]["0802"]["niqe"] == pytest.approx(niqe.niqe(__import__("data").read_image(
+        str(folder / "0802.png"))))
+    assert not (tmp_path / "q.json").exists()
+
+
+def test_hr_input_on_a_benchmark_folder_with_a_model(benchmark_set, tiny_models, tmp_path):
+    path = tiny_models["paths"][0]
+    bench.main(["--dataset", str(benchmark_set), "-i", path, "--input", "hr", "--niqe-convert", "gray",
+                "--niqe-crop", "8", "-o", str(tmp_path / "h.json"), "--no-progress"])
+    (row,) = json.loads((tmp_path / "h.results.json").read_text())["rows"]
+    assert row["input"] == "hr" and row["kind"] == "benchmark" and row["per_image"]["0801"]["size"] == [240, 192]
+    assert row["metric_options"]["niqe"] == {"convert": "gray", "crop": 8}
+    import inference
+    import model as model_lib
+    from metrics import niqe
+
+    sr = inference.super_resolve(model_lib.load_model(path), __import__("data").read_image(
+        str(benchmark_set / "HR" / "0801.png")))
+    assert row["per_image"]["0801"]["niqe"] == pytest.approx(niqe.niqe(metrics.quantize(sr), "gray", 8))
+
+
+def test_run_dir_skips_resume_files(tiny_models, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_models["dir"], run / "models")
+    shutil.copy(tiny_models["paths"][0], run / "models" / "resume-002-000014.keras")  # old resume name
+    shutil.copy(tiny_models["paths"][0], run / "resume-002-000014.keras")
+    (run / "resume-002-000014.npz").write_bytes(b"state")
+    found = bench.find_checkpoints([str(run)])
+    assert [os.path.basename(p) for p in found] == ["epoch-001-psnr-20.0000.keras", "epoch-002-psnr-20.0000.keras"]
+    assert bench.find_checkpoints([str(run / "models" / "*.keras")]) == found
+
+
+def test_one_model_at_a_time(benchmark_set, tiny_models, monkeypatch, tmp_path):
+    """Each checkpoint is freed (no references left, cache included) before the next one is loaded."""
+    import gc
+    import weakref
+
+    loaded, alive_at_load = [], []
+    original = bench.load_checkpoint
+
+    def load(path):
+        gc.collect()
+        alive_at_load.append(sum(r() is not None for r in loaded))
+        m = original(path)
+        loaded.append(weakref.ref(m))
+        return m
+
+    monkeypatch.setattr(bench, "load_checkpoint", load)
+    bench.main(["--dataset", str(benchmark_set), "-i", tiny_models["dir"], "--metrics", "psnr_y", "niqe",
+                "-o", str(tmp_path / "m.json"), "--no-progress"])
+    gc.collect()
+    assert alive_at_load == [0, 0] and all(r() is None for r in loaded)
+
+
+def test_inconsistent_lr_size_is_an_error_before_any_model_runs(benchmark_set, tiny_models, tmp_path):
+    from PIL import Image
+
+    lr = benchmark_set / "LR_bicubic" / "X2" / "0802x2.png"
+    Image.open(lr).resize((50, 40)).save(lr)  # resized by mistake: smaller than HR / 2 (60x48)
+    with pytest.raises(UserError, match=r"0802x2\.png: LR 50x40 does not match HR .*0802\.png 120x96 at x2 "
+                                        r"\(expected 60x48\)"):
+        bench.main(["--dataset", str(benchmark_set), "--bicubic", "--scale", "2", "-o", str(tmp_path / "b.json")])
+    pairs = __import__("data").open_pairs(str(benchmark_set), 2)
+    with pytest.raises(UserError, match="0802x2.png: LR 50x40"):  # evaluate itself checks too (train.py's path)
+        evaluation.evaluate("bicubic", pairs, 2, progress=False)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bad_options_fail_before_any_work(tiny_div2k, benchmark_set, tmp_path):
+    """One line each, nothing written, before any model file is even opened (-i names a non-model here)."""
+    ds = ["--dataset", str(benchmark_set)]
+    not_model = tmp_path / "notes.txt"
+    not_model.write_text("x")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (["--bicubic", "--scale", "2", "--shave", "10000"], "--shave 10000 leaves nothing"),
+        (["--bicubic", "--scale", "2", "--shave", "-1"], "--shave -1 is negative"),
+        (["--bicubic", "--scale", "0"], "--scale 0 is not a scale"),
+        (["--bicubic", "--scale", "2", "-o", str(tmp_path)], "is a directory; give a file name"),
+        (["--bicubic", "--scale", "2", "-o", str(a_file / "b.json")], "is a file, not a directory"),
+        (["--bicubic", "--scale", "2", "--results", str(a_file / "r.json")], "--results .* is a file, not a dir"),
+        (["--bicubic", "--scale", "2", "--plot", str(tmp_path)], "--plot .* is a directory"),
+        (["--bicubic", "--scale", "2", "--plots", str(a_file)], "--plots .* is a file, not a directory"),
+        (["--bicubic", "--scale", "2", "--tile-overlap", "-4"], "--tile-overlap -4 is negative"),
+        (["--bicubic", "--scale", "2", "--niqe-crop", "-1"], "--niqe-crop -1 is negative"),
+        (["--bicubic", "--scale", "2", "--metrics", "lpips"], "unknown metric 'lpips'"),
+        (["--bicubic", "--scale", "2", "--input", "hr", "--metrics", "ssim_y"], "ssim_y need a ground-truth"),
+        (["-i", str(not_model)], "is not a model file"),
+        (["--input", "as-is", "--bicubic"], "drop -i and --bicubic"),
+    ]
+    for extra, message in cases:
+        argv = ds + extra + ([] if "-o" in extra else ["-o", str(tmp_path / "out" / "b.json")])
+        with pytest.raises(UserError, match=message):
+            bench.main(argv)
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        bench.main(["--dataset", str(a_file), "--bicubic", "--scale", "2", "-o", str(tmp_path / "out" / "b.json")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_misleading_model_file_messages(tiny_div2k, tmp_path):
+    fake_keras = tmp_path / "epoch-001-psnr-1.0000.keras"
+    fake_keras.write_text("not a zip")
+    with pytest.raises(UserError, match=r"is not a Keras model: a \.keras file is a zip archive"):
+        bench.main(["--dataset", str(tiny_div2k), "-i", str(fake_keras), "-o", str(tmp_path / "b.json")])
+    fake_h5 = tmp_path / "model.h5"
+    fake_h5.write_text("plain text")
+    with pytest.raises(UserError, match=r"model\.h5 is not an HDF5 file"):
+        bench.main(["--dataset", str(tiny_div2k), "-i", str(fake_h5), "-o", str(tmp_path / "b.json")])
+
+
+@pytest.mark.skipif(not os.environ.get("SISR_SLOW_TESTS"), reason="Real-ESRGAN on CPU takes minutes: SISR_SLOW_TESTS=1")
+def test_realesrgan_x4plus_psnr_and_niqe_on_set5(shared_dir, tmp_path):
+    """Issue 10's numbers: PSNR-Y 26.63 on Set5 x4 LR; NIQE 4.86 +- 0.02 on Set5 HR x4 (Pillow grey, no crop)."""
+    pth = str(shared_dir / "weights" / "realesrgan-x4plus" / "RealESRGAN_x4plus.pth")
+    set5 = str(shared_dir / "datasets" / "Set5")
+    bench.main(["-i", pth, "--scale", "4", "--dataset", set5, "-o", str(tmp_path / "b.json"), "--no-progress"])
+    row = json.loads((tmp_path / "b.results.json").read_text())["rows"][0]
+    assert abs(row["psnr_y"] - 26.6332) <= 0.01, row["psnr_y"]
+    bench.main(["-i", pth, "--scale", "4", "--dataset", set5, "--input", "hr", "--metrics", "niqe",
+                "--niqe-convert", "gray", "--tile", "192", "--tile-overlap", "32", "-o", str(tmp_path / "n.json"),
+                "--no-progress"])
+    row = json.loads((tmp_path / "n.results.json").read_text())["rows"][0]
+    assert abs(row["niqe"] - 4.8556) <= 0.02, row["niqe"]
