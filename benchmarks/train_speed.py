@@ -1,4 +1,4 @@
-"""Training speed of edsr-16 x2: Keras (XLA on/off, other settings) against plain PyTorch.
+"""Training speed of edsr-16 x2: Keras (fit and train.py's trainer step, XLA on/off, ...) against PyTorch's best.
 
 Median seconds per training step (batch 16, LR 48 px -> HR 96 px, L1 loss, Adam) on synthetic data.
 Every setting runs in its own worker process (so environment variables such as KERAS_BACKEND or
@@ -6,12 +6,12 @@ TF_ENABLE_ONEDNN_OPTS take effect, and frameworks do not share thread pools); th
 warmed up first, then timed in interleaved rounds so that load from other jobs on a shared machine hits
 all settings alike. Ratios are only meaningful between figures of the same run.
 
-    python benchmarks/train_speed.py                     # tf-xla, tf, tf-onednn, torch (~3 min, 2 idle cores)
+    python benchmarks/train_speed.py                     # the default settings (~6 min on 2 idle cores)
     python benchmarks/train_speed.py --backends all --steps 10
     python benchmarks/train_speed.py --backends tf,torch --steps-per-execution 4 --threads 2
 
-PyTorch is an optional benchmark requirement (`pip install -r requirements-bench.txt`); without it the
-torch rows are skipped with a message.
+PyTorch (CPU build) is in requirements.txt; where it is missing the torch rows are skipped with a message.
+The reference is PyTorch's best variant, `torch-fused` (channels_last + Adam(fused=True)).
 """
 import argparse
 import json
@@ -36,12 +36,18 @@ SETTINGS = {
                       "Keras/TensorFlow, jit_compile=True (XLA), TF_ENABLE_ONEDNN_OPTS=1"),
     "jax": ("keras", {"KERAS_BACKEND": "jax"}, "Keras/JAX (always XLA-compiled)"),
     "keras-torch": ("keras", {"KERAS_BACKEND": "torch"}, "Keras/PyTorch backend, jit_compile=False"),
-    "torch": ("torch", {}, "plain PyTorch, NCHW (reference)"),
+    # train.py's own path: training.backend.make_train_step on a PixelTask (the trainer's step, not fit)
+    "trainer-tf": ("trainer", {"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"},
+                   "train.py's trainer step, TensorFlow + oneDNN, no XLA"),
+    "trainer-tf-xla": ("trainer", {"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"},
+                       "train.py's trainer step, TensorFlow + oneDNN, XLA"),
+    "trainer-jax": ("trainer", {"KERAS_BACKEND": "jax"}, "train.py's trainer step, JAX (jitted)"),
+    "torch": ("torch", {}, "plain PyTorch, NCHW"),
     "torch-cl": ("torch", {}, "plain PyTorch, channels_last memory format"),
-    "torch-fused": ("torch", {}, "plain PyTorch, channels_last, Adam(fused=True)"),
+    "torch-fused": ("torch", {}, "plain PyTorch, channels_last, Adam(fused=True) (reference)"),
 }
-DEFAULT_BACKENDS = "tf-xla,tf,tf-onednn,tf-xla-onednn,torch"
-REFERENCE = "torch"
+DEFAULT_BACKENDS = "tf-onednn,tf-xla-onednn,trainer-tf,trainer-tf-xla,trainer-jax,torch,torch-fused"
+REFERENCE = "torch-fused"  # PyTorch's best variant (issue 9)
 
 
 def parse_args(argv=None):
@@ -152,6 +158,50 @@ def _keras_worker(name, args, chunk):
     return run, info
 
 
+def _trainer_worker(name, args, chunk):
+    """train.py's step: training.backend.make_train_step on a PixelTask (L1, Adam), as the trainer runs it."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
+    import numpy as np
+    import keras
+
+    sys.path.insert(0, ROOT)
+    from model import build_model, count_params
+    from training import PixelTask, backend as train_backend
+    from training.speed import default_jit_compile
+
+    keras.utils.set_random_seed(0)
+    model = build_model("edsr", 2, num_filters=64, num_res_blocks=16)
+    opt = keras.optimizers.Adam(1e-4)
+    opt.build(model.trainable_variables)
+    task = PixelTask(model, opt, loss=lambda hr, sr: keras.ops.mean(keras.ops.abs(hr - sr), axis=(1, 2, 3)),
+                     name="l1")
+    jit = {"trainer-tf": False, "trainer-tf-xla": True, "trainer-jax": True}[name]
+    step = train_backend.make_train_step(task, jit_compile=jit)
+    rng = np.random.default_rng(0)
+    b, p = args.batch_size, args.patch
+    batch = {"lr": keras.ops.convert_to_tensor(rng.uniform(0, 255, (b, p, p, 3)).astype("float32")),
+             "hr": keras.ops.convert_to_tensor(rng.uniform(0, 255, (b, 2 * p, 2 * p, 3)).astype("float32"))}
+
+    def run(n_chunks):
+        t = time.perf_counter()
+        for _ in range(n_chunks * chunk):
+            float(keras.ops.convert_to_numpy(step(batch)["loss"]))  # the step has finished when this returns
+        return time.perf_counter() - t
+
+    info = {"params": int(count_params(model)), "jit_compile": jit, "keras": keras.__version__, "backend": backend,
+            "train_py_default": jit == default_jit_compile(backend)}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        info["tensorflow"] = tf.__version__
+        from tensorflow.python.util import _pywrap_util_port
+        info["onednn"] = bool(_pywrap_util_port.IsMklEnabled())
+    return run, info
+
+
 def _torch_worker(name, args, chunk):
     import torch
     torch.set_num_threads(args.threads)
@@ -198,7 +248,8 @@ def worker_main(args):
     sys.stdout = sys.stderr  # keep library chatter off the protocol channel
     t0 = time.perf_counter()
     try:
-        run, info = (_keras_worker if framework == "keras" else _torch_worker)(name, args, chunk)
+        run, info = {"keras": _keras_worker, "trainer": _trainer_worker, "torch": _torch_worker}[framework](
+            name, args, chunk)
         build_s = time.perf_counter() - t0
         warm_chunks = -(-args.warmup // chunk)
         t1 = time.perf_counter()
@@ -229,7 +280,7 @@ def _start(name, args):
             if importlib.util.find_spec("torch") is None:
                 raise ImportError
         except ImportError:
-            return None, "PyTorch is not installed (pip install -r requirements-bench.txt)"
+            return None, "PyTorch is not installed (pip install -r requirements.txt)"
     env = dict(os.environ, **env_extra)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Same thread budget for XLA's CPU runtime (JAX) and OpenMP-based kernels as for the rest.
@@ -341,24 +392,36 @@ def report(args, results):
     if not rows:
         return
     ref = next((m for n, m, _ in rows if n == REFERENCE), None)
+    ref_min = next((min(r["times"]) for n, _, r in rows if n == REFERENCE), None)
+    load = getattr(args, "load", None)
+    if load:
+        print(f"\nload average (1 min) at the start / end of the run: {load[0]:.1f} / {load[1]:.1f} on "
+              f"{os.cpu_count()} cores{' (a shared machine: medians are inflated; the min column is the least disturbed step)' if max(load) > os.cpu_count() else ''}")
     print(f"\nedsr-16 x2 training step: batch {args.batch_size}, LR {args.patch} px -> HR {2 * args.patch} px, "
           f"L1, Adam; {args.threads} intra-op / {args.inter_threads} inter-op threads, "
           f"{os.cpu_count()} cores")
     print(f"{'setting':<12} {'median s/step':>13} {'min':>7} {'max':>7} {'n':>3} {'warmup s':>9} "
-          f"{'vs torch':>8}  description")
+          f"{'vs ref':>8}  description")
     for name, med, res in rows:
         t = res["times"]
         ratio = f"{med / ref:.3f}" if ref else "-"
         print(f"{name:<12} {med:>13.3f} {min(t):>7.3f} {max(t):>7.3f} {len(t):>3} "
               f"{res['info']['warmup_s']:>9.1f} {ratio:>8}  {describe(name, res['info'])}")
-    keras_rows = [(n, m) for n, m, _ in rows if SETTINGS[split_name(n)[0]][0] == "keras"]
+    keras_rows = [(n, m) for n, m, _ in rows if SETTINGS[split_name(n)[0]][0] in ("keras", "trainer")]
+    default = [(n, m) for n, m, r in rows if r["info"].get("train_py_default")
+               and r["info"].get("backend") == os.environ.get("KERAS_BACKEND", "tensorflow")]
     params = {n: r["info"]["params"] for n, _, r in rows}
     if len(set(params.values())) > 1:
         print(f"WARNING: parameter counts differ: {params}")
     if keras_rows:
         best, best_med = min(keras_rows, key=lambda r: r[1])
         if ref:
-            print(f"\nKeras best ({best}) / PyTorch: {best_med:.3f} / {ref:.3f} s/step = {best_med / ref:.3f}")
+            print(f"\nKeras best ({best}) / PyTorch best ({REFERENCE}): {best_med:.3f} / {ref:.3f} s/step = {best_med / ref:.3f}")
+            for n, m in default:
+                fastest = min(r["times"] for name, _, r in rows if name == n)
+                print(f"train.py's default ({n}) / PyTorch best ({REFERENCE}): {m:.3f} / {ref:.3f} s/step = "
+                      f"{m / ref:.3f} by median, {min(fastest):.3f} / {ref_min:.3f} = {min(fastest) / ref_min:.3f} "
+                      f"by fastest step (goal: at most 1.0)")
         else:
             print(f"\nKeras best: {best} at {best_med:.3f} s/step (no PyTorch reference in this run)")
 
@@ -367,12 +430,15 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker_main(args)
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     results = measure(args)
+    args.load = (load0, os.getloadavg()[0]) if load0 is not None else None
     report(args, results)
     if args.json:
         sys.path.insert(0, ROOT)
         from utils import atomic_path
-        summary = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "json")},
+        summary = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "json", "load")},
+                   "load_average": args.load,
                    "results": results}
         with atomic_path(args.json) as tmp:
             with open(tmp, "w") as f:
