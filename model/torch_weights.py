@@ -76,6 +76,9 @@ class _Tensor:
 
     def numpy(self):
         flat = self.storage.array()
+        if self.offset < 0 or any(int(s) < 0 for s in self.stride) or any(int(n) < 0 for n in self.size) \
+                or len(self.size) != len(self.stride):
+            raise UserError("a tensor has a negative offset, size or stride")  # as_strided must stay in bounds
         need = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride)) + 1 if all(self.size) else 0
         if need > flat.size:
             raise UserError("a tensor reaches past the end of its storage")
@@ -115,7 +118,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
+            found = _ALLOWED[(module, name)]
+            # a fresh stand-in per use: a pickle's BUILD opcode could otherwise alter the shared one
+            return _StorageType(found.name) if isinstance(found, _StorageType) else found
         raise UserError(f"{self.path} is not a plain weights file: its pickle calls {module}.{name}, which is refused "
                         "(a .pth can run code when unpickled; only tensors and dicts are read)")
 

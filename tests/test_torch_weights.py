@@ -154,3 +154,32 @@ def test_real_esrgan_file_reads_without_torch(shared_dir, repo_root):
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[:2] == ["702", "16697987"] and "float32" in result.stdout
+
+
+def test_out_of_bounds_strides_are_refused(tmp_path):
+    """A forged tensor header (negative stride, or past the storage end) must not read outside the buffer."""
+    torch = pytest.importorskip("torch")
+    import collections
+
+    storage = object()
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", 4) if obj is storage else None
+
+    class _Forged:
+        def __init__(self, size, stride):
+            self.size, self.stride = size, stride
+
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (storage, 0, self.size, self.stride, False, collections.OrderedDict())
+
+    for size, stride, pattern in [((2, 2), (-1, 1), "negative"), ((4, 4), (4, 1), "past the end")]:
+        buf = io.BytesIO()
+        _Pickler(buf, protocol=2).dump({"w": _Forged(size, stride)})
+        path = tmp_path / "forged.pth"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", buf.getvalue())
+            z.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
+        with pytest.raises(UserError, match=pattern):
+            read_state_dict(path)
