@@ -81,11 +81,14 @@ def _jax_step(task, jit_compile, grad_transform):
         for phase in phases:
             idx = train_idx[phase]
 
-            def loss_fn(train_values, net_values, phase=phase, idx=idx):
+            def loss_fn(train_values, net_values, phase=phase, idx=idx, opt_state=opt_values[phase]):
                 values = list(net_values)
                 for i, t in zip(idx, train_values):
                     values[i] = t
-                with keras.StatelessScope(state_mapping=list(zip(net_vars, values))) as scope:
+                # the optimizer's values too: LossScaleOptimizer.scale_loss reads its dynamic scale, which would
+                # otherwise be traced as the constant initial value (fp16 then skips every step)
+                mapping = list(zip(net_vars, values)) + list(zip(opt_vars[phase], opt_state))
+                with keras.StatelessScope(state_mapping=mapping) as scope:
                     total, terms = task.compute_losses(phase, batch, training=True)
                     scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
                 # non-trainable updates made during the call (BatchNorm statistics, seed generators)
