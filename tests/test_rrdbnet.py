@@ -172,3 +172,21 @@ def test_other_backends_run_rrdbnet(backend, tmp_path, repo_root):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"ok {backend}" in result.stdout
+
+
+def test_convert_weights_cli_safetensors_x1(tmp_path):
+    """convert.py weights on a .safetensors x1 RRDBNet: the saved .keras gives PyTorch's output."""
+    from safetensors.numpy import save_file
+
+    import convert
+
+    sd = torch_rrdbnet.random_state_dict(scale=1, seed=3, **TINY)
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    convert.main(["weights", "-i", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "w.keras")])
+    m = model.load_model(tmp_path / "w.keras", compile=False)
+    assert model.model_scale(m) == 1
+    lr = lr_image(8, 12, seed=4)
+    np.testing.assert_allclose(keras_sr(m, lr), torch_rrdbnet.run(sd, lr, 1), atol=0.5, rtol=1e-4)
+    with pytest.raises(UserError, match="profile wdsr-b-32 is wdsr-b"):
+        convert.main(["weights", "-i", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "x.keras"),
+                      "--profile", "wdsr-b-32"])
