@@ -277,10 +277,11 @@ def filter2d(img, kernel):
     if k.shape[0] == 1:
         return img * np.float32(k[0, 0]) if k[0, 0] != 1 else img
     u, s, vt = np.linalg.svd(k)
-    if s[1] <= 1e-7 * s[0]:
-        col = (u[:, 0] * math.sqrt(s[0])).astype(np.float32)
-        row = (vt[0] * math.sqrt(s[0])).astype(np.float32)
-        return cv2.sepFilter2D(img, -1, row, col, borderType=cv2.BORDER_REFLECT_101)
+    if s[1] <= 1e-7 * s[0]:  # two 1-D passes (filter2D twice: faster than sepFilter2D here)
+        col = (u[:, 0] * math.sqrt(s[0])).astype(np.float32)[:, None]
+        row = (vt[0] * math.sqrt(s[0])).astype(np.float32)[None, :]
+        out = cv2.filter2D(img, -1, col, borderType=cv2.BORDER_REFLECT_101)
+        return cv2.filter2D(out, -1, row, borderType=cv2.BORDER_REFLECT_101)
     return cv2.filter2D(img, -1, k.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
 
 
@@ -429,15 +430,19 @@ def usm_sharp(img, radius=51, sigma=8.0, weight=0.5, threshold=10, region=None):
 
     a0, b0, a1, b1 = grow(2 * r)   # the blur's input window
     c0, d0, c1, d1 = grow(r)       # where the blur (and so the mask) is needed
-    blur = cv2.sepFilter2D(img[a0:a1, b0:b1], -1, g, g, borderType=cv2.BORDER_REFLECT_101)
-    blur = blur[c0 - a0: c1 - a0, d0 - b0: d1 - b0]  # OpenCV takes these views as they are (no copies)
-    mid = img[c0:c1, d0:d1]
-    # OpenCV element-wise ops (several times numpy's speed here); the mask is 0 / 255 uint8, its blur uses g / 255
+    border = cv2.BORDER_REFLECT_101
+    # two 1-D passes (faster than sepFilter2D here), each keeping only the rows / columns still needed
+    blur = cv2.filter2D(img[a0:a1, b0:b1], -1, g, borderType=border)[c0 - a0: c1 - a0]
+    blur = cv2.filter2D(blur, -1, g.T, borderType=border)[:, d0 - b0: d1 - b0]
+    mid = img[c0:c1, d0:d1]  # OpenCV takes these views as they are (no copies)
+    # OpenCV element-wise ops (several times numpy's speed here); the mask is 0 / 255 uint8, blurred with g / 255
     # (scalars as 4-tuples: a bare float is OpenCV's Scalar(v, 0, 0, 0), which would spare channels 2 and 3)
     mask = cv2.compare(cv2.absdiff(mid, blur), (float(threshold) / 255.0,) * 4, cv2.CMP_GT)
-    soft = cv2.sepFilter2D(mask, cv2.CV_32F, g, g * np.float32(1 / 255), borderType=cv2.BORDER_REFLECT_101)
-    sl = (slice(y0 - c0, y0 - c0 + h), slice(x0 - d0, x0 - d0 + w))
-    soft, mid, blur = soft[sl], mid[sl], blur[sl]
+    ys, xs = slice(y0 - c0, y0 - c0 + h), slice(x0 - d0, x0 - d0 + w)
+    # (float32 first: OpenCV's uint8 -> float32 1-D filter2D takes a slow path, ~10x)
+    soft = cv2.filter2D(mask.astype(np.float32), -1, g * np.float32(1 / 255), borderType=border)[ys]
+    soft = cv2.filter2D(soft, -1, g.T, borderType=border)[:, xs]
+    mid, blur = mid[ys, xs], blur[ys, xs]
     sharp = cv2.scaleAdd(cv2.subtract(mid, blur), float(weight), mid)  # img + weight * residual
     sharp = cv2.min(cv2.max(sharp, (0.0,) * 4), (1.0,) * 4)
     return cv2.add(mid, cv2.multiply(soft, cv2.subtract(sharp, mid)))  # soft * sharp + (1 - soft) * img
