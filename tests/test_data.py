@@ -308,3 +308,92 @@ def test_patch_dataset_on_jax_backend(tiny_div2k, repo_root):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo_root,
                             timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------- HR-only datasets, transforms, sharding
+
+
+def test_imaging_is_the_one_reader_and_data_reexports_it():
+    import imaging
+
+    assert data.read_image is imaging.read_image and data.write_image is imaging.write_image
+    assert data.imresize is imaging.imresize and data.IMAGE_EXTS is imaging.IMAGE_EXTS
+    assert ".png" in imaging.IMAGE_EXTS and ".npy" in imaging.READABLE_EXTS
+
+
+def test_very_large_image_is_one_warning_line_of_ours(tmp_path, monkeypatch, capsys):
+    import warnings
+
+    img = _rgb(40, 30)
+    Image.fromarray(img).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 px: over the bomb limit, under twice it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = data.read_image(tmp_path / "big.png")
+    assert np.array_equal(out, img)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning:") and "big.png" in lines[0] and "30x40" in lines[0]
+
+
+def test_open_hr_images_layouts(tmp_path, tiny_div2k):
+    folder = tmp_path / "photos"
+    for k in range(3):
+        data.write_image(folder / f"p{k}.png", _rgb(20, 20, k))
+    (folder / "notes.txt").write_text("not an image")
+    assert [os.path.basename(p) for p in data.open_hr_images(folder)] == ["p0.png", "p1.png", "p2.png"]
+    assert [os.path.basename(p) for p in data.open_hr_images(folder, images="2-3")] == ["p1.png", "p2.png"]
+    div2k = data.open_hr_images(tiny_div2k, subset="train", images="2-3")
+    assert [os.path.basename(p) for p in div2k] == ["0002.png", "0003.png"]
+    with pytest.raises(UserError, match="is a file"):
+        data.open_hr_images(folder / "p0.png")
+    with pytest.raises(UserError, match="no images"):
+        data.open_hr_images(_empty(tmp_path))
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d
+
+
+def test_hr_patches_make_lr_by_the_transform_per_sample(tmp_path):
+    hrs = [smooth_image(np.random.default_rng(k), 40, 48) for k in range(3)]
+    for k, hr in enumerate(hrs):
+        data.write_image(tmp_path / f"{k}.png", hr)
+    paths = data.open_hr_images(tmp_path)
+    ds = data.HRPatches(paths, 2, data.BicubicTransform(2), batch_size=4, lr_patch=8, seed=3)
+    b = ds.batch(0, 1)
+    assert b["lr"].shape == (4, 8, 8, 3) and b["hr"].shape == (4, 16, 16, 3) and b["lr"].dtype == np.float32
+    for k in range(4):  # exactly MATLAB bicubic of the (augmented) HR crop
+        np.testing.assert_array_equal(b["lr"][k], data.imresize(b["hr"][k].astype(np.uint8), scale=0.5))
+    # per sample: (seed, epoch, index) alone decide it, whichever batch or process asks
+    again = data.HRPatches(paths, 2, data.BicubicTransform(2), batch_size=4, lr_patch=8, seed=3)
+    np.testing.assert_array_equal(again.sample(0, 5)["hr"], b["hr"][1])
+    assert not np.array_equal(ds.batch(1, 1)["hr"], b["hr"])  # another epoch, other crops
+
+    seen = []
+
+    def noisy(hr, rng):  # a transform that draws from the sample's generator (as the degradation pipeline does)
+        seen.append(rng)
+        lr = data.imresize(hr, scale=0.5).astype(np.float32) + rng.normal(0, 1, (hr.shape[0] // 2,) * 2 + (3,))
+        return {"lr": lr, "hr": hr, "hr_usm": hr}
+
+    ds = data.HRPatches(paths, 2, noisy, batch_size=2, lr_patch=8, seed=3)
+    a, c = ds.batch(2, 0), ds.batch(2, 0)
+    assert set(a) == {"lr", "hr", "hr_usm"} and np.array_equal(a["lr"], c["lr"])
+    assert all(isinstance(r, np.random.Generator) for r in seen)
+
+
+def test_shard_indices_are_disjoint_and_complete():
+    pairs = [data.Pair("a", np.zeros((12, 12, 3), np.uint8), np.zeros((24, 24, 3), np.uint8))]
+    ds = data.Patches(pairs, 2, batch_size=8, lr_patch=4, steps=3)
+    for count in (1, 2, 4, 8):
+        shares = [ds.epoch_indices(0, p, count) for p in range(count)]
+        flat = sorted(i for s in shares for i in s)
+        assert flat == list(range(24)) and sum(map(len, shares)) == 24
+        full = ds.batch(0, 1)
+        parts = [ds.batch(0, 1, p, count) for p in range(count)]
+        np.testing.assert_array_equal(np.concatenate([q["hr"] for q in parts]), full["hr"])
+    with pytest.raises(UserError, match="divisible by 3"):
+        ds.batch_indices(0, 0, 3)
