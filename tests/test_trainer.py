@@ -196,3 +196,21 @@ def test_two_step_training_and_checkpoints_across_backends(backend, repo_root, t
     np.testing.assert_allclose(keras.ops.convert_to_numpy(own_tf(res["x"])), res["own"], atol=1e-3)
     foreign_tf = keras.models.load_model(tf_checkpoint, compile=False)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(foreign_tf(res["x"])), res["foreign"], atol=1e-3)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_state(tmp_path):
+    from training import Trainer
+    from utils import UserError
+
+    class NaNAt(ToyData):
+        def batch(self, epoch, index):
+            b = super().batch(epoch, index)
+            if (epoch, index) == (1, 1):
+                b["hr"][0, 0, 0, 0] = np.nan
+            return b
+
+    trainer = Trainer(toy_gan(), NaNAt(), tmp_path, epochs=3, steps_per_epoch=2, progress=False, tensorboard=False)
+    with pytest.raises(UserError, match=r"nan.*epoch 2, step 2.*resume-001-000000\.npz"):
+        trainer.fit()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert (state["epoch"], state["global_step"], state["checkpoint"]) == (1, 2, "resume-001-000000.npz")
