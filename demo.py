@@ -115,12 +115,10 @@ def _predicts_logvar(model, sr):
 
 # ------------------------------------------------------------------------------------------- image I/O
 def _is_16bit(im):
-    """True for a Pillow image whose samples are 16-bit (grey I;16*, or RGB(A) PNGs Pillow would reduce)."""
-    if im.mode.startswith("I;16"):
+    """True for a Pillow image whose samples are 16-bit (grey I;16*, or RGB(A)/LA PNGs Pillow would reduce)."""
+    if im.mode.startswith("I;16") or (im.mode == "I" and im.format in ("PNG", "TIFF")):
         return True
-    if im.mode == "I":
-        return im.format in ("PNG", "TIFF")
-    return im.mode in ("RGB", "RGBA") and any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)
+    return any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)  # e.g. rawmode RGB;16B, LA;16B
 
 
 def read_photo(path):
