@@ -4,7 +4,8 @@
     python benchmarks/degradation_speed.py --image photo.png --pairs 200 --repeats 5
     python benchmarks/degradation_speed.py --ops           # also time each operation, OpenCV vs numpy/scipy/Pillow
 
-Each pair is one call of `RealESRGANTransform()(hr, rng)` on a 400+ px source image (default: scikit-image's
+Each pair is one call of `RealESRGANTransform(crop=True)(hr, rng)` (Real-ESRGAN's recipe: 400 crop, degrade,
+paired crop GT 256 / LQ 64) on a 400+ px source image (default: scikit-image's
 512x512 astronaut), with a per-sample generator keyed by (seed, epoch, index), the sharpened GT included.
 The machine may be shared: medians over repeats; CPU time per pair (one worker) is printed too, as it is
 less disturbed by other jobs than wall time. OpenCV's own thread pool is set to 1 thread
@@ -30,15 +31,21 @@ def sample_rng(seed, epoch, index):
     return np.random.Generator(np.random.Philox(key=[seed & 0xFFFFFFFFFFFFFFFF, ((epoch & 0xFFFFFFFF) << 32) | (index & 0xFFFFFFFF)]))
 
 
-def _init(hr, usm):
+def _init(hr, usm, loader_crops=False):
     import degradations
 
     _STATE["hr"] = hr
-    _STATE["t"] = degradations.RealESRGANTransform(config={"usm": usm}, cv2_threads=1)
+    _STATE["loader_crops"] = loader_crops
+    _STATE["t"] = degradations.RealESRGANTransform(config={"usm": usm}, crop=not loader_crops, cv2_threads=1)
 
 
 def _one(index):
-    return _STATE["t"](_STATE["hr"], sample_rng(0, 0, index))
+    rng = sample_rng(0, 0, index)
+    hr = _STATE["hr"]
+    if _STATE["loader_crops"]:  # as data.HRPatches: a random 256 crop, degraded whole
+        y, x = rng.integers(hr.shape[0] - 255), rng.integers(hr.shape[1] - 255)
+        hr = hr[y: y + 256, x: x + 256]
+    return _STATE["t"](hr, rng)
 
 
 def _chunk(indices):
@@ -146,6 +153,9 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed runs per setting; the median is reported (default 5)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers for the parallel runs (default: all cores)")
     p.add_argument("--no-usm", action="store_true", help="skip the sharpened GT (what a plain L1 / NIQE setup needs)")
+    p.add_argument("--loader-crops", action="store_true",
+                   help="time the default transform on random 256 crops (what data.HRPatches --lr-patch 64 gives) "
+                        "instead of Real-ESRGAN's 400 crop + paired crop")
     p.add_argument("--ops", action="store_true", help="also time each operation against numpy / scipy / Pillow")
     args = p.parse_args(argv)
 
@@ -153,10 +163,11 @@ def main(argv=None):
 
     cv2.setNumThreads(1)
     hr = load_image(args.image)
-    _init(hr, not args.no_usm)
+    _init(hr, not args.no_usm, args.loader_crops)
     for i in range(20):  # warm up: Poisson tables, OpenCV's code paths
         _one(10_000 + i)
-    print(f"source {hr.shape[1]}x{hr.shape[0]}, pairs GT 256 / LQ 64, usm {'off' if args.no_usm else 'on'}, "
+    how = "256 loader crops degraded whole" if args.loader_crops else "400 crop -> paired crop"
+    print(f"source {hr.shape[1]}x{hr.shape[0]}, pairs GT 256 / LQ 64 ({how}), usm {'off' if args.no_usm else 'on'}, "
           f"{args.pairs} pairs x {args.repeats} runs, {os.cpu_count()} cores, load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
@@ -170,7 +181,7 @@ def main(argv=None):
         rates = [run_threads(pool, args.pairs, r * args.pairs) for r in range(args.repeats)]
     print(f"{w} workers, threads:      {statistics.median(rates):7.1f} pairs/s")
     ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-    with ctx.Pool(w, initializer=_init, initargs=(hr, not args.no_usm)) as pool:
+    with ctx.Pool(w, initializer=_init, initargs=(hr, not args.no_usm, args.loader_crops)) as pool:
         list(pool.imap_unordered(_chunk, [[30_000 + i] for i in range(2 * w)]))
         rates = [run_processes(pool, args.pairs, r * args.pairs, w) for r in range(args.repeats)]
     print(f"{w} workers, processes:    {statistics.median(rates):7.1f} pairs/s   (results pickled back, as a loader would)")

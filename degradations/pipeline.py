@@ -1,9 +1,10 @@
 """Real-ESRGAN's second-order degradation model as a host-side, per-sample transform (OpenCV + numpy).
 
     rng = np.random.Generator(np.random.Philox(key=[seed, (epoch << 32) | index]))
-    out = degrade(hr_uint8, rng)                  # {"hr", "hr_usm", "lr", "params"}
-    transform = RealESRGANTransform()             # what the loader calls on each HR image
-    batch_item = transform(hr_uint8, rng)         # {"lr": 64x64x3, "hr": 256x256x3, "hr_usm": 256x256x3} float32 [0, 255]
+    out = degrade(hr_uint8, rng)                  # {"hr", "hr_usm", "lr", "params"}: 400 crop -> GT 256 / LQ 64
+    transform = RealESRGANTransform()             # what the loader calls on each HR crop
+    batch_item = transform(hr_crop_uint8, rng)    # {"lr": crop / 4, "hr": crop, "hr_usm": crop sharpened} float32 [0, 255]
+    RealESRGANTransform(crop=True)(hr, rng)       # Real-ESRGAN's own 400 crop + paired crop: 64 / 256 / 256
 
 Two steps, so the random draws can be checked (and captioned) apart from the pixel work:
 `sample_params(rng, config, hr_shape, scale)` draws every choice as plain numbers (one seed among them for the
@@ -549,13 +550,12 @@ WHOLE_IMAGE = {"use_hflip": False, "crop_pad_size": None, "gt_size": None, "usm"
 class RealESRGANTransform:
     """The loader's LR transform: `transform(hr_uint8, rng) -> {"lr", "hr", "hr_usm"}`, float32 HxWx3 in [0, 255].
 
-    - An input larger than gt_size (the whole image, or a crop of at least crop_pad_size = 400 px): Real-ESRGAN's
-      path: flip, reflect-101 pad to 400, random 400 crop, degrade, paired random crop HR gt_size / LR
-      gt_size // scale (256 / 64).
-    - An input of at most gt_size on both sides (the loader already cropped it): that crop is degraded whole:
-      LR = crop / scale, HR = the crop (modcropped). Statistically close to the above; the exact recipe needs
-      400 px crops from the loader.
-    `transform.whole_image(hr, rng)`: a whole image with no flip / crop / sharpening (fixed validation LR).
+    crop=False (default; the contract of data.BicubicTransform): the input (the loader's HR crop, or a whole
+    image) is degraded whole: HR = the input cropped to a multiple of scale, LR = HR / scale, hr_usm = HR
+    sharpened; no flip (the loader augments). crop=True: Real-ESRGAN's recipe for whole images or crops of at
+    least crop_pad_size (400): flip p 0.5, reflect-101 pad to 400, random 400 crop, degrade, paired random crop
+    HR gt_size / LR gt_size // scale (256 / 64). `transform.whole_image(hr, rng)`: {"lr", "hr"} of a whole image
+    without sharpening (fixed validation LR).
 
     config: a preset name ("realesrgan"), a dict of degradation options over the Real-ESRGAN preset, or a
     training config (a dict with "scale": its "degradation" dict holds the options, its "scale" the scale).
@@ -563,17 +563,21 @@ class RealESRGANTransform:
     workers are the parallelism; None: leave it). hr_usm is hr when "usm" is off.
     """
 
-    def __init__(self, config=None, scale=4, gt_size=256, dtype="float32", cv2_threads=1):
+    def __init__(self, config=None, scale=4, gt_size=256, crop=False, dtype="float32", cv2_threads=1):
         if isinstance(config, dict) and "scale" in config:  # a training config (data.make_transform passes one)
             scale = config["scale"]
             config = config.get("degradation") or {}
-        config = make_config(preset=config) if isinstance(config, str) else make_config(config)
+        preset, overrides = (config, {}) if isinstance(config, str) else ("realesrgan", dict(config or {}))
         self.scale = int(scale)
-        if gt_size is not None and gt_size % self.scale:
+        self.crop = bool(crop)
+        if self.crop and (gt_size is None or gt_size % self.scale):
             raise UserError(f"gt_size {gt_size} is not a multiple of the scale {self.scale}")
-        self.config = dict(config, gt_size=gt_size)
+        if self.crop:
+            overrides["gt_size"] = gt_size
+        else:
+            overrides.update(use_hflip=False, crop_pad_size=None, gt_size=None)
+        self.config = make_config(overrides, preset)
         self.gt_size = gt_size
-        self._crop_given = dict(self.config, crop_pad_size=None, gt_size=None)
         self._whole = dict(self.config, **WHOLE_IMAGE)
         self.dtype = np.dtype(dtype)
         if cv2_threads is not None:
@@ -588,9 +592,7 @@ class RealESRGANTransform:
         return {"lr": out["lr"].astype(np.float32), "hr": hr, "hr_usm": usm}
 
     def __call__(self, hr_uint8, rng):
-        h, w = np.shape(hr_uint8)[:2]
-        given = self.gt_size is not None and h <= self.gt_size and w <= self.gt_size
-        return self._format(degrade(hr_uint8, rng, self._crop_given if given else self.config, self.scale))
+        return self._format(degrade(hr_uint8, rng, self.config, self.scale))
 
     def whole_image(self, hr_uint8, rng):
         """{"lr", "hr"} of the whole image (HR modcropped; LR exactly HR / scale), as `convert.py degrade`."""

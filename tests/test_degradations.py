@@ -234,7 +234,7 @@ def test_lq_is_exactly_gt_over_scale_whatever_the_resizes():
         out = D.degrade(hr, rng, config, scale=4)
         assert out["hr"].shape == (100, 76, 3) and out["lr"].shape == (25, 19, 3) and out["lr"].dtype == np.uint8
     hr = photo(160, 200)
-    t = D.RealESRGANTransform(config={"crop_pad_size": 160, "gt_size": 128}, gt_size=128)
+    t = D.RealESRGANTransform(config={"crop_pad_size": 160}, gt_size=128, crop=True)
     for i in range(4):
         out = t(hr, key_rng(0, 0, i))
         assert out["lr"].shape == (32, 32, 3) and out["hr"].shape == (128, 128, 3) and out["hr_usm"].shape == (128, 128, 3)
@@ -278,14 +278,14 @@ def test_usm_region_equals_whole_image_and_scipy():
 
 def test_transform_outputs():
     hr = photo(300, 400)  # larger than gt_size: reflect-padded to 400, cropped, paired crop 256 / 64
-    out = D.RealESRGANTransform()(hr, key_rng(0, 0, 0))
+    out = D.RealESRGANTransform(crop=True)(hr, key_rng(0, 0, 0))
     assert set(out) == {"lr", "hr", "hr_usm"}
     assert out["lr"].shape == (64, 64, 3) and out["hr"].shape == (256, 256, 3)
     for v in out.values():
         assert v.dtype == np.float32 and v.min() >= 0 and v.max() <= 255
     assert np.array_equal(out["lr"], np.round(out["lr"]))
     assert np.abs(out["hr_usm"] - out["hr"]).max() > 1
-    u8 = D.RealESRGANTransform(dtype="uint8")(hr, key_rng(0, 0, 0))
+    u8 = D.RealESRGANTransform(crop=True, dtype="uint8")(hr, key_rng(0, 0, 0))
     assert all(v.dtype == np.uint8 for v in u8.values())
     assert np.array_equal(u8["lr"], out["lr"]) and np.array_equal(u8["hr"], out["hr"])
     with pytest.raises(UserError, match="unknown degradation option"):
@@ -301,7 +301,7 @@ def test_transform_outputs():
 
 def test_same_seed_same_lq_and_keyed_by_seed_epoch_index():
     hr = photo(160, 200)
-    t = D.RealESRGANTransform(config={"crop_pad_size": 160, "gt_size": 128, "usm": False}, gt_size=128)
+    t = D.RealESRGANTransform(config={"crop_pad_size": 160, "usm": False}, gt_size=128, crop=True)
     a = t(hr, key_rng(0, 1, 5))
     b = t(hr, key_rng(0, 1, 5))
     for k in a:
@@ -310,7 +310,7 @@ def test_same_seed_same_lq_and_keyed_by_seed_epoch_index():
         assert not np.array_equal(t(hr, other)["lr"], a["lr"])
     # no hidden state: a sample made after others (as on resume, in another worker) is the same
     seq = [t(hr, key_rng(0, 3, i))["lr"] for i in range(4)]
-    assert np.array_equal(D.RealESRGANTransform(config=t.config, gt_size=128)(hr, key_rng(0, 3, 2))["lr"], seq[2])
+    assert np.array_equal(D.RealESRGANTransform(config=t.config, gt_size=128, crop=True)(hr, key_rng(0, 3, 2))["lr"], seq[2])
     # the params alone determine the image
     out = D.degrade(hr, key_rng(0, 0, 9), t.config)
     again = D.apply_params(hr, out["params"], t.config)
@@ -399,9 +399,12 @@ def test_transform_on_loader_crops_and_training_configs():
     hr = photo(160, 200)
     t = D.RealESRGANTransform({"scale": 4, "batch_size": 16, "degradation": {"final_sinc_prob": 0.0}})
     assert t.scale == 4 and t.config["final_sinc_prob"] == 0.0
-    crop = np.ascontiguousarray(hr[:96, :96])  # the loader already cropped: degraded whole
+    crop = np.ascontiguousarray(hr[:96, :96])  # default: the loader's crop is degraded whole, not flipped
     out = t(crop, key_rng(0, 0, 1))
     assert out["lr"].shape == (24, 24, 3) and out["hr"].shape == (96, 96, 3) and out["hr_usm"].shape == (96, 96, 3)
+    assert np.array_equal(out["hr"], crop)
+    big = t(photo(101, 77), key_rng(0, 0, 3))  # any size, as data.BicubicTransform
+    assert big["lr"].shape == (25, 19, 3) and big["hr"].shape == (100, 76, 3)
     whole = t.whole_image(photo(101, 77), key_rng(0, 0, 2))
     assert set(whole) == {"lr", "hr"} and whole["lr"].shape == (25, 19, 3) and whole["hr"].shape == (100, 76, 3)
     with pytest.raises(UserError, match="unknown degradation option"):
