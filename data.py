@@ -460,16 +460,27 @@ class _PatchSampler:
             return view.transpose(1, 0, 2)[:, ::-1]
         return view
 
-    def sample(self, epoch, index):
-        """Sample `index` of `epoch`: {"lr": float32 PxPx3, "hr": float32 sPxsPx3, ...} in [0, 255]."""
+    def _params(self, epoch, index):
+        """(rng, image, y, x, flip, rot) of a sample: one draw of 5 uniforms from its own generator."""
         rng = self.rng(epoch, index)
-        i = int(rng.integers(0, len(self.hr_src)))
-        y, x = np.floor(rng.random(2) * (self._max_yx[i] + 1)).astype(np.int64).tolist()
-        flip, rot = (bool(rng.random() < 0.5), int(rng.integers(0, 4))) if self.augment else (False, 0)
+        u = rng.random(5).tolist()
+        i = min(int(u[0] * len(self.hr_src)), len(self.hr_src) - 1)
+        my, mx = self._max_yx[i].tolist()
+        y, x = min(int(u[1] * (my + 1)), my), min(int(u[2] * (mx + 1)), mx)
+        flip, rot = (u[3] < 0.5, min(int(u[4] * 4), 3)) if self.augment else (False, 0)
+        return rng, i, y, x, flip, rot
+
+    def _crops(self, i, y, x, flip, rot):
         p, s, hp = self.lr_patch, self.scale, self.hr_patch
         hr = self._augment(self._view(self.hr_src[i])[y * s: y * s + hp, x * s: x * s + hp], flip, rot)
+        lr = None if self.lr_src is None else self._augment(self._view(self.lr_src[i])[y: y + p, x: x + p], flip, rot)
+        return lr, hr
+
+    def sample(self, epoch, index):
+        """Sample `index` of `epoch`: {"lr": float32 PxPx3, "hr": float32 sPxsPx3, ...} in [0, 255]."""
+        rng, *where = self._params(epoch, index)
+        lr, hr = self._crops(*where)
         if self.transform is None:
-            lr = self._augment(self._view(self.lr_src[i])[y: y + p, x: x + p], flip, rot)
             return {"lr": np.asarray(lr, np.float32), "hr": np.asarray(hr, np.float32)}
         out = self.transform(np.ascontiguousarray(hr), rng)
         return {k: np.asarray(v, np.float32) for k, v in out.items()}
@@ -486,8 +497,17 @@ class _PatchSampler:
     def batch(self, epoch, index, process_index=0, process_count=1):
         """Batch `index` of `epoch` as a dict of stacked float32 arrays ({"lr": BxPxPx3, "hr": Bx(sP)x(sP)x3},
         plus whatever keys the transform adds, e.g. "hr_usm")."""
-        samples = [self.sample(epoch, i) for i in self.batch_indices(index, process_index, process_count)]
-        return {k: np.stack([smp[k] for smp in samples]) for k in samples[0]}
+        indices = self.batch_indices(index, process_index, process_count)
+        if self.transform is not None:
+            samples = [self.sample(epoch, i) for i in indices]
+            return {k: np.stack([smp[k] for smp in samples]) for k in samples[0]}
+        # paired: crop views go straight into the batch, converted to float32 while copying (one pass)
+        p, hp = self.lr_patch, self.hr_patch
+        lr = np.empty((len(indices), p, p, 3), np.float32)
+        hr = np.empty((len(indices), hp, hp, 3), np.float32)
+        for k, i in enumerate(indices):
+            lr[k], hr[k] = self._crops(*self._params(epoch, i)[1:])
+        return {"lr": lr, "hr": hr}
 
 
 class Patches(_PatchSampler):

@@ -395,5 +395,6 @@ def test_shard_indices_are_disjoint_and_complete():
         full = ds.batch(0, 1)
         parts = [ds.batch(0, 1, p, count) for p in range(count)]
         np.testing.assert_array_equal(np.concatenate([q["hr"] for q in parts]), full["hr"])
+    np.testing.assert_array_equal(ds.sample(0, 9)["lr"], ds.batch(0, 1)["lr"][1])  # sample 9 = batch 1, slot 1
     with pytest.raises(UserError, match="divisible by 3"):
         ds.batch_indices(0, 0, 3)
