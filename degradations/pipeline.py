@@ -363,17 +363,20 @@ def _poisson_table(vals, guide=4096):
 def poisson_levels(levels, vals, rng):
     """Poisson(levels * vals / 255) samples (float32, same shape) for a uint8 array of levels, from `rng`.
 
-    Inverse-CDF sampling with a guide table: ~5x faster than numpy's poisson, the same distribution."""
+    Inverse-CDF sampling with a guide table, from 32-bit uniforms (u = (b + 0.5) / 2^32: the distribution is
+    exact to 2^-32 in probability); ~2x numpy's poisson."""
     offset_cdf, answer, guide, length = _poisson_table(int(vals))
+    shift = 32 - int(math.log2(guide))
     lv = levels.reshape(-1)
-    u = rng.random(lv.size)
-    idx = (u * guide).astype(np.int32)
-    idx += lv.astype(np.int32) * guide
-    x = answer[idx]
+    n = lv.size
+    bits = rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]  # raw 64-bit words, split in two
+    idx = bits >> np.uint32(shift)  # the guide cell of u
+    idx += lv.astype(np.uint32) << np.uint32(int(math.log2(guide)))
+    x = np.take(answer, idx)
     todo = np.flatnonzero(x < 0)
     if todo.size:  # u fell in a cell holding a CDF step (a few percent): binary search in its row
         k = lv[todo].astype(np.int64)
-        keys = k + u[todo]
+        keys = k + (bits[todo] + 0.5) * (1.0 / 2 ** 32)
         order = np.argsort(keys)  # sorted keys search ~2x faster
         found = np.empty_like(order)
         found[order] = np.searchsorted(offset_cdf, keys[order], side="right")

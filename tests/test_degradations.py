@@ -179,6 +179,15 @@ def test_poisson_noise_variance_is_proportional_to_intensity():
         for x in (ours, theirs):
             assert abs(x.mean() - lam) <= 4 * math.sqrt(max(lam, 1e-9) / 1e5) + 1e-12
             assert abs(x.var() - lam) <= 0.03 * lam + 1e-12
+    # and its histogram against the Poisson pmf (scipy): chi-square
+    from scipy import stats
+
+    for level in (5, 200):
+        lam = level * 256 / 255
+        counts = np.bincount(P.poisson_levels(np.full(200_000, level, np.uint8), 256, rng).astype(int), minlength=600)
+        pmf = stats.poisson.pmf(np.arange(counts.size), lam) * 200_000
+        keep = pmf > 5
+        assert stats.chisquare(counts[keep], pmf[keep] * counts[keep].sum() / pmf[keep].sum()).pvalue > 1e-3
     scaled = P.add_noise(img, {"kind": "poisson", "scale": 2.0, "gray": False}, np.random.default_rng(0)) - img
     assert scaled[:100, 200:300].std() == pytest.approx(2 * noise[:100, 200:300].std(), rel=0.05)
 
