@@ -129,7 +129,8 @@ def test_plateau_shape():
 def test_filter2d_matches_scipy_with_reflect_101_borders():
     rng = np.random.default_rng(1)
     img = rng.random((37, 41, 3)).astype(np.float32)
-    for p in ({"type": "aniso", "size": 13, "sigma_x": 2.0, "sigma_y": 0.7, "theta": 0.3},
+    for p in ({"type": "aniso", "size": 13, "sigma_x": 2.0, "sigma_y": 0.7, "theta": 0.3},  # column blocks
+              {"type": "plateau_aniso", "size": 21, "sigma_x": 2.5, "sigma_y": 1.5, "theta": 1.0, "beta": 1.5},  # DFT
               {"type": "iso", "size": 21, "sigma_x": 1.3, "sigma_y": 1.3, "theta": 0.0},
               {"type": "sinc", "size": 9, "omega_c": 1.2}):
         k = K.build_kernel(p)
