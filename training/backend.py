@@ -153,3 +153,31 @@ def _torch_step(task, grad_transform):
         return logs
 
     return step
+
+
+def make_ema_update(decay):
+    """update(averages, values) -> new averages, avg = decay * avg + (1 - decay) * value for float tensors,
+    compiled per backend so the moving average stays on the device (no host copy of the weights per step)."""
+    d = float(decay)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def update(averages, values):
+            return [a * d + tf.cast(v, a.dtype) * (1.0 - d) for a, v in zip(averages, values)]
+
+        return update
+    if backend == "jax":
+        import jax
+
+        return jax.jit(lambda averages, values: [a * d + v * (1.0 - d) for a, v in zip(averages, values)])
+    if backend == "torch":
+        import torch
+
+        def update(averages, values):
+            with torch.no_grad():
+                return [a * d + v.detach() * (1.0 - d) for a, v in zip(averages, values)]
+
+        return update
+    return lambda averages, values: [a * d + v * (1.0 - d) for a, v in zip(averages, values)]

@@ -54,38 +54,56 @@ def _to_float(x):
     return float(keras.ops.convert_to_numpy(x))
 
 
+def _snapshot(variable):
+    """A copy of a variable's current value as a backend tensor (detached from any autograd graph)."""
+    import keras
+
+    return keras.ops.copy(keras.ops.stop_gradient(variable.value))
+
+
 class EMA:
     """Exponential moving average of a network's weights (all its variables, so BatchNorm statistics too):
-    avg = decay * avg + (1 - decay) * w after every step; `swapped()` puts the averages into the network
-    for validation / saving and always restores the trained weights (try/finally)."""
+    avg = decay * avg + (1 - decay) * w after every step, on the device (training.backend.make_ema_update);
+    `swapped()` puts the averages into the network for validation / saving and always restores the trained
+    weights (try/finally). `averages` is the numpy view (state files, publishing)."""
 
     def __init__(self, network, decay):
         import keras
 
+        from training.backend import make_ema_update
+
         self.network, self.decay = network, float(decay)
         self.variables = list(network.weights)
-        self.averages = [keras.ops.convert_to_numpy(v).copy() for v in self.variables]
+        self._float = [keras.backend.is_float_dtype(v.dtype) for v in self.variables]
+        self._avg = [_snapshot(v) for v in self.variables]
+        self._update = make_ema_update(self.decay)
 
-    def update(self):
+    @property
+    def averages(self):
         import keras
 
-        d = self.decay
-        for k, v in enumerate(self.variables):
-            value = keras.ops.convert_to_numpy(v)
-            avg = self.averages[k]
-            if np.issubdtype(avg.dtype, np.floating):
-                avg *= d
-                avg += (1.0 - d) * value
-            else:
-                self.averages[k] = np.array(value)
+        return [keras.ops.convert_to_numpy(a) for a in self._avg]
+
+    @averages.setter
+    def averages(self, arrays):
+        import keras
+
+        self._avg = [keras.ops.convert_to_tensor(np.asarray(a), dtype=v.dtype) for a, v in zip(arrays, self.variables)]
+
+    def update(self):
+        idx = [k for k, f in enumerate(self._float) if f]
+        new = self._update([self._avg[k] for k in idx], [self.variables[k].value for k in idx])
+        for k, a in zip(idx, new):
+            self._avg[k] = a
+        for k, f in enumerate(self._float):
+            if not f:  # integer state (e.g. seed counters) is copied, not averaged
+                self._avg[k] = _snapshot(self.variables[k])
 
     @contextlib.contextmanager
     def swapped(self):
-        import keras
-
-        trained = [keras.ops.convert_to_numpy(v).copy() for v in self.variables]
+        trained = [_snapshot(v) for v in self.variables]
         try:
-            for v, avg in zip(self.variables, self.averages):
+            for v, avg in zip(self.variables, self._avg):
                 v.assign(avg)
             yield self.network
         finally:
@@ -304,8 +322,7 @@ class Trainer:
             for phase, opt in self.task.optimizers.items():
                 restore(f"opt/{phase}", opt.variables)
             for name, ema in self.ema.items():
-                for k in range(len(ema.averages)):
-                    ema.averages[k] = np.array(stored[f"ema/{name}/{k}"])
+                ema.averages = [np.array(stored[f"ema/{name}/{k}"]) for k in range(len(ema.variables))]
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.global_step, self.best = int(state["global_step"]), state.get("best")
 
