@@ -1,0 +1,161 @@
+"""GAN training (training/gan.py) on the trainer: G and D summaries, steps on the sample set with tiny G / D, the
+Real-ESRGAN degradation pipeline and a random VGG on TensorFlow, JAX and PyTorch, and exact resume."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import train
+from conftest import ROOT, jax_env
+
+
+def test_dry_run_prints_generator_and_discriminator_summaries(capsys):
+    assert train.main(["--profile", "aesrgan-x4", "--print-model-summary", "--dry-run"]) is None
+    out = capsys.readouterr().out
+    assert 'Model: "rrdbnet"' in out and "16,697,987" in out  # Real-ESRGAN x4plus generator
+    assert 'Model: "attention_unet"' in out and "Trainable params: 5,399,044" in out
+    assert "Discriminator trainable parameters (PyTorch's count): 5,399,044" in out
+    # the other profiles' discriminators through the same text (without building their 16.7M generators again)
+    from training import config as schema
+    from training.gan import describe_discriminator
+
+    for profile, name, count in (("aesrgan-multi-x4", "attention_unet_multiscale", "10,798,088"),
+                                 ("realesrgan-x4", "unet_discriminator_sn", "4,376,897")):
+        text = describe_discriminator(schema.resolve({"profile": profile}))
+        assert f'Model: "{name}"' in text and f"Trainable params: {count}" in text
+    assert describe_discriminator(schema.resolve({"profile": "realesrnet-x4"})) is None  # L1 only
+
+
+# Run by this process (TensorFlow) and by JAX / PyTorch subprocesses. Tiny G (RRDBNet 4 filters, 1 block), tiny D,
+# a random VGG19 at 1/16 width, LR from the Real-ESRGAN pipeline on the sample images (HR 32 px crops).
+# mode "steps": 2 epochs x 2 steps, report; mode "resume": uninterrupted run vs Ctrl-C after step 3 + restart.
+GAN_SCRIPT = r"""
+import json, os, sys
+import numpy as np
+import keras
+root, discriminator, run_dir, mode = sys.argv[1:5]
+sys.path.insert(0, root)
+import data, model
+from degradations import RealESRGANTransform
+from losses.perceptual import LAYER_WEIGHTS, PerceptualLoss
+from model.discriminator_layers import SpectralConv2D
+from model.vgg19 import vgg19_features
+from training.gan import GANTask, GANTrainer, basicsr_adam
+
+
+def make(seed=0):
+    keras.utils.set_random_seed(0)  # the VGG is fixed (read from a file in real runs; not in the checkpoint)
+    vgg = PerceptualLoss(vgg19_features(list(LAYER_WEIGHTS), width=1 / 16))
+    keras.utils.set_random_seed(seed)
+    g = model.build_model("rrdbnet", 4, num_filters=4, num_res_blocks=1, growth_channels=4)
+    d = model.build_discriminator(discriminator, num_feat=4)
+    return GANTask(g, d, basicsr_adam(1e-3), basicsr_adam(1e-3), perceptual=vgg, ema_decay=0.9)
+
+
+def trainer(task, run_dir, epochs):
+    hr = data.open_hr_images(os.path.join(root, "sample"), subset="train", images="1-3")
+    ds = data.HRPatches(hr, 4, RealESRGANTransform(scale=4, gt_size=32), batch_size=2, lr_patch=8, seed=0, steps=2)
+    return GANTrainer(task, ds, run_dir, epochs, 2, validation=None, jit_compile=keras.backend.backend() == "jax",
+                      tensorboard=False, progress=False)
+
+
+def values(net):
+    return [keras.ops.convert_to_numpy(w).copy() for w in net.weights]
+
+
+def steps():
+    task = make()
+    t = trainer(task, run_dir, 2)
+    t.build()
+    before = {k: values(n) for k, n in task.networks.items()}
+    history = t.fit()
+    after = {k: values(n) for k, n in task.networks.items()}
+    ema = t.ema["generator"].averages
+    diff = lambda a, b: float(max(np.abs(x - y).max() for x, y in zip(a, b)))
+    sn = [l for l in task.networks["discriminator"].layers if isinstance(l, SpectralConv2D)]
+    return {"backend": keras.backend.backend(), "history": history,
+            "g_changed": diff(after["generator"], before["generator"]),
+            "d_changed": diff(after["discriminator"], before["discriminator"]),
+            "ema_vs_raw": diff(after["generator"], ema),
+            "sigma": [float(np.linalg.svd(keras.ops.convert_to_numpy(l.effective_kernel()).reshape(-1, l.filters),
+                                          compute_uv=False)[0]) for l in sn],
+            "d_checkpoints": sorted(os.listdir(os.path.join(run_dir, "models", "discriminator")))}
+
+
+def resume():
+    ref = trainer(make(), os.path.join(run_dir, "ref"), 2)
+    ref.fit()
+    os.environ["SISR_TEST_KILL"] = "step:3:INT"  # the trainer's hook: Ctrl-C after the 3rd step
+    run = trainer(make(), os.path.join(run_dir, "run"), 2)
+    try:
+        run.fit()
+        raise AssertionError("not interrupted")
+    except KeyboardInterrupt:
+        pass
+    del os.environ["SISR_TEST_KILL"]
+    resumed = trainer(make(seed=1), os.path.join(run_dir, "run"), 2)  # other initial weights: all must be restored
+    resumed.load_state()
+    position = [resumed.epoch, resumed.step, resumed.global_step]
+    resumed.fit()
+    a, b = ref._arrays(), resumed._arrays()
+    return {"backend": keras.backend.backend(), "position": position, "keys": sorted(a) == sorted(b),
+            "opt_d": any(k.startswith("opt/discriminator/") for k in a),
+            "bn": any("moving_mean" in w.path for w in resumed.task.networks["discriminator"].weights),
+            "mismatch": [k for k in a if not np.array_equal(a[k], b[k])]}
+
+
+print(json.dumps(steps() if mode == "steps" else resume()))
+"""
+
+
+def check_run(out, backend):
+    assert out["backend"] == backend
+    assert len(out["history"]) == 2
+    terms = {"generator_loss", "l1", "perceptual", "gan", "p_fake_g", "discriminator_loss", "d_loss_real",
+             "d_loss_fake", "d_real", "d_fake"}
+    for record in out["history"]:
+        assert terms <= set(record), sorted(record)
+        assert all(np.isfinite(record[k]) for k in terms)
+        assert 0 < record["d_real"] < 1 and 0 < record["d_fake"] < 1
+        np.testing.assert_allclose(record["discriminator_loss"], record["d_loss_real"] + record["d_loss_fake"],
+                                   rtol=1e-4)
+    assert out["g_changed"] > 0 and out["d_changed"] > 0  # both networks trained
+    assert out["ema_vs_raw"] > 0  # the EMA (what is saved) is not the raw generator
+    # spectral norm holds through the GAN steps: W / sigma has largest singular value ~1 (one power iteration per
+    # D pass lags a little behind the moving kernels, from below, as in PyTorch)
+    assert 0.99 < min(out["sigma"]) and max(out["sigma"]) < 1.15, out["sigma"]
+    assert out["d_checkpoints"] == ["epoch-001.keras", "epoch-002.keras"]
+
+
+def run_script(backend, discriminator, run_dir, mode):
+    env = jax_env() if backend == "jax" else {**os.environ, "KERAS_BACKEND": backend}
+    r = subprocess.run([sys.executable, "-c", GAN_SCRIPT, str(ROOT), discriminator, str(run_dir), mode],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_gan_steps_tensorflow_multiscale(tmp_path, capsys):
+    script = GAN_SCRIPT.replace("root, discriminator, run_dir, mode = sys.argv[1:5]",
+                                f"root, discriminator, run_dir, mode = {str(ROOT)!r}, 'attention-unet-multiscale', "
+                                f"{str(tmp_path / 'run')!r}, 'steps'")
+    exec(compile(script, "gan_script", "exec"), {"__name__": "gan_script"})
+    check_run(json.loads(capsys.readouterr().out.strip().splitlines()[-1]), "tensorflow")
+
+
+@pytest.mark.parametrize("backend, discriminator", [("jax", "attention-unet"), ("torch", "unet-sn")])
+def test_gan_steps_other_backends(backend, discriminator, tmp_path):
+    check_run(run_script(backend, discriminator, tmp_path / "run", "steps"), backend)
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path):
+    """Ctrl-C (the trainer's test hook) after 3 of 4 steps, then a restart with networks built from another seed
+    and the state restored from the run directory: G, EMA, D (SN u/v, BatchNorm statistics) and both Adam states
+    end bit-identical to the uninterrupted run. PyTorch backend: eager steps, no tracing cost for three runs."""
+    out = run_script("torch", "attention-unet", tmp_path, "resume")
+    assert out["position"] == [1, 1, 3]
+    assert out["keys"] and out["opt_d"] and out["bn"]
+    assert out["mismatch"] == []
