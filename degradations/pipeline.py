@@ -321,8 +321,15 @@ def to_float(u8):
     return u8.astype(np.float32) * np.float32(1 / 255)
 
 
+def _tiny(img):
+    # OpenCV's Python binding reads a 4-tuple next to a few-pixel image as an array, not a scalar: numpy there
+    return img.shape[0] * img.shape[1] < 64
+
+
 def to_uint8(img):
     """[0, 1] float32 -> uint8, clipped and rounded to nearest (OpenCV's saturating cast: ~15x numpy's speed)."""
+    if _tiny(img):
+        return np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
     cv2 = _cv2()
     out = cv2.convertScaleAbs(cv2.max(img, (0.0,) * 4), alpha=255.0)  # max(., 0) first: convertScaleAbs takes |x|
     return out if out.ndim == img.ndim else out.reshape(img.shape)
@@ -422,8 +429,11 @@ def add_noise(img, noise, rng):
         base = to_uint8(cv2_grey(img) if gray else img)
         vals = _vals(base)
         # Poisson(base * vals / 255) / vals - base / 255
-        n = cv2.addWeighted(poisson_levels(base, vals, rng), 1.0 / vals, base.astype(np.float32), -1.0 / 255, 0.0)
+        n = poisson_levels(base, vals, rng) * np.float32(1.0 / vals) - base.astype(np.float32) * np.float32(1.0 / 255)
         amount = noise["scale"]
+    if _tiny(img):
+        n = n.reshape(h, w, -1)
+        return np.clip(img + np.float32(amount) * n, 0.0, 1.0).astype(np.float32)
     if gray:
         n = cv2.merge((n, n, n))
     out = cv2.scaleAdd(n, float(amount), img)  # img + amount * n, then clipped (OpenCV: one pass each)
@@ -453,6 +463,11 @@ def usm_sharp(img, radius=51, sigma=8.0, weight=0.5, threshold=10, region=None):
     blur = cv2.filter2D(img[a0:a1, b0:b1], -1, g, borderType=border)[c0 - a0: c1 - a0]
     blur = cv2.filter2D(blur, -1, g.T, borderType=border)[:, d0 - b0: d1 - b0]
     mid = img[c0:c1, d0:d1]  # OpenCV takes these views as they are (no copies)
+    if _tiny(mid):
+        soft = cv2.sepFilter2D((np.abs(mid - blur) * 255 > threshold).astype(np.float32), -1, g, g, borderType=border)
+        mid, blur, soft = (a[y0 - c0: y0 - c0 + h, x0 - d0: x0 - d0 + w] for a in (mid, blur, soft))
+        sharp = np.clip(mid + np.float32(weight) * (mid - blur), 0.0, 1.0)
+        return (soft * sharp + (1 - soft) * mid).astype(np.float32)
     # OpenCV element-wise ops (several times numpy's speed here); the mask is 0 / 255 uint8, blurred with g / 255
     # (scalars as 4-tuples: a bare float is OpenCV's Scalar(v, 0, 0, 0), which would spare channels 2 and 3)
     mask = cv2.compare(cv2.absdiff(mid, blur), (float(threshold) / 255.0,) * 4, cv2.CMP_GT)

@@ -252,6 +252,16 @@ def test_lq_is_exactly_gt_over_scale_whatever_the_resizes():
     assert out["lr"].shape == (80, 100, 3)
 
 
+def test_tiny_images_whole_image_mode():
+    rng = np.random.default_rng(7)
+    config = D.make_config(WHOLE)
+    for h, w in ((4, 4), (5, 9), (14, 4), (8, 18), (13, 13), (30, 7)):
+        img = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        for _ in range(3):
+            out = D.degrade(img, rng, config)
+            assert out["lr"].shape == (h // 4, w // 4, 3) and out["hr_usm"].shape == out["hr"].shape
+
+
 def test_everything_off_is_a_plain_resize():
     hr = photo(96, 120)
     for mode, inter in (("area", cv2.INTER_AREA), ("bicubic", cv2.INTER_CUBIC)):
