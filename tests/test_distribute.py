@@ -62,7 +62,26 @@ if args.get("reference"):  # the one-device run, in the same process
     if keras.backend.backend() == "jax":
         keras.distribution.set_distribution(dist.keras_distribution)
 train(dist, args["run_dir"])
-print(json.dumps({"replicas": dist.replicas, "process": dist.process_index, "describe": dist.describe()}))
+result = {"replicas": dist.replicas, "process": dist.process_index, "describe": dist.describe()}
+if args.get("mixed"):  # fp16 (loss scaling) then bf16 on the same devices, through the distributed step
+    for mode in ("fp16", "bf16"):
+        distribute.set_mixed_precision(mode)
+        keras.utils.set_random_seed(0)
+        with dist.scope():
+            net = build_model("edsr", 2, num_filters=8, num_res_blocks=1, pred_logvar=True)
+            changed = distribute.keep_outputs_float32(net)
+            opt = distribute.loss_scaled(keras.optimizers.Adam(1e-3), mode)
+            task = PixelTask(net, opt, loss=lambda hr, sr: ops.mean(ops.abs(hr - sr[..., :3]), axis=(1, 2, 3)))
+            data = dist.shard_data(Source(), 4)
+            task.build(data.batch(0, 0))
+        step = dist.make_train_step(task, keras.backend.backend() == "jax")
+        losses = [float(ops.convert_to_numpy(step(data.batch(0, 0))["loss"])) for _ in range(8 if mode == "fp16" else 2)]
+        copy = distribute.float32_network(net)
+        result[mode] = {"losses": losses, "out": str(net(data.batch(0, 0)["lr"][:1]).dtype),
+                        "head": net.get_layer("head").compute_dtype, "changed": sorted(changed),
+                        "copy": sorted({layer.dtype_policy.name for layer in copy.layers})}
+    distribute.set_mixed_precision(None)
+print(json.dumps(result))
 '''
 
 
@@ -90,8 +109,8 @@ def runs(tmp_path_factory):
     worker.write_text(WORKER)
     port = _free_port()
     jobs = {
-        "jax": ("jax", 2, {"devices": 2, "reference": str(tmp / "jax1"), "run_dir": str(tmp / "jax2")}),
-        "tf": ("tensorflow", 2, {"devices": 2, "reference": str(tmp / "tf1"), "run_dir": str(tmp / "tf2")}),
+        "jax": ("jax", 2, {"devices": 2, "reference": str(tmp / "jax1"), "run_dir": str(tmp / "jax2"), "mixed": 1}),
+        "tf": ("tensorflow", 2, {"devices": 2, "reference": str(tmp / "tf1"), "run_dir": str(tmp / "tf2"), "mixed": 1}),
     }
     for pid in range(2):
         jobs[f"proc{pid}"] = ("jax", 1, {"coordinator": f"127.0.0.1:{port}", "num_processes": 2, "process_id": pid,
@@ -210,3 +229,19 @@ def test_launcher_environment():
     # the command line wins; a launcher's single process is no multi-process job
     assert launch_options("2", "h:1", 2, 0, environ=slurm) == ("2", "h:1", 2, 0)
     assert launch_options(environ={"WORLD_SIZE": "1", "RANK": "0"}) == (None, None, None, None)
+
+
+@pytest.mark.parametrize("name", ["jax", "tf"])
+def test_mixed_precision_on_two_devices(runs, name):
+    info, _ = _ok(runs, name)
+    for mode, dtype in (("fp16", "float16"), ("bf16", "bfloat16")):
+        r = info[mode]
+        assert r["head"] == dtype and "float32" in r["out"], r  # convs in low precision, the output float32
+        assert r["changed"] == ["denormalize", "mean_logvar", "tail", "tail_logvar"], r
+        assert r["copy"] == ["float32"], r  # what checkpoints hold
+    fp16 = info["fp16"]["losses"]
+    # dynamic loss scaling: the first steps overflow and are skipped (loss unchanged) while the scale halves,
+    # then it trains (under JAX the scale used to be a trace-time constant: every step was skipped)
+    assert fp16[1] == fp16[0] and fp16[-1] < fp16[0] - 0.1, fp16
+    bf16 = info["bf16"]["losses"]
+    assert bf16[1] < bf16[0], bf16
