@@ -229,6 +229,8 @@ def test_launcher_environment():
     # the command line wins; a launcher's single process is no multi-process job
     assert launch_options("2", "h:1", 2, 0, environ=slurm) == ("2", "h:1", 2, 0)
     assert launch_options(environ={"WORLD_SIZE": "1", "RANK": "0"}) == (None, None, None, None)
+    with pytest.raises(UserError, match="need --num-processes"):
+        launch_options(coordinator="h:1", environ={})
 
 
 @pytest.mark.parametrize("name", ["jax", "tf"])

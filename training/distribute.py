@@ -69,6 +69,9 @@ def _env(names, environ):
 def launch_options(devices=None, coordinator=None, num_processes=None, process_id=None, environ=None):
     """Command-line values completed from the environment: (devices, coordinator, num_processes, process_id)."""
     environ = os.environ if environ is None else environ
+    if (coordinator is not None or process_id is not None) and num_processes is None \
+            and _env(ENV_NUM_PROCESSES, environ) is None:
+        raise UserError("--coordinator / --process-id need --num-processes (the number of processes in the job)")
     devices = devices if devices is not None else _env(ENV_DEVICES, environ)
     coordinator = coordinator or _env(ENV_COORDINATOR, environ)
     if coordinator is None and environ.get("MASTER_ADDR") and environ.get("MASTER_PORT"):
