@@ -387,7 +387,9 @@ class Trainer:
                                     f"{self.step + 1}: training stopped; the last good state is kept in "
                                     f"{self.run_dir} ({_last_good(self.run_dir)}); lower --learning-rate and "
                                     f"start again (or --resume to retry from it)")
-                for ema in self.ema.values() if self.chief else ():
+                # every process: the average is a computation on the (replicated) device arrays, which with
+                # several processes spans all of them
+                for ema in self.ema.values():
                     ema.update()
                 self.step += 1
                 self.global_step += 1
