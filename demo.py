@@ -14,7 +14,6 @@ deviation in grey levels, colour-mapped) and `<stem>_logvar.npy` (the raw log-va
 Unreadable images are reported one line each and skipped; the run then ends with exit status 2.
 """
 import argparse
-import inspect
 import os
 import re
 import sys
@@ -86,21 +85,13 @@ def load_sr_model(path, profile=None, scale=None):
     if not os.path.isfile(path):
         what = "is a folder" if os.path.isdir(path) else "not found"
         raise UserError(f"model file {path} {what}; pass a model file with --model")
-    if "profile" in inspect.signature(model_lib.load_model).parameters:
-        return model_lib.load_model(path, compile=False, profile=profile, scale=scale)
-    if path.lower().endswith((".h5", ".hdf5")):  # until model.load_model reads krasserm .h5 itself
-        from model.krasserm import convert_krasserm_weights, profile_and_scale
-
-        return convert_krasserm_weights(path, *profile_and_scale(path, profile, scale))
-    return model_lib.load_model(path, compile=False)
+    return model_lib.load_model(path, compile=False, profile=profile, scale=scale)
 
 
 def checkpoint_loss_mode(model, path):
     """THE place that knows a checkpoint's loss mode (losses.checkpoint_loss_mode); l2 where unknown."""
-    try:
-        from losses import checkpoint_loss_mode as mode_of
-    except ImportError:
-        from losses.mode import checkpoint_loss_mode as mode_of
+    from losses import checkpoint_loss_mode as mode_of
+
     return mode_of(model, path=path)
 
 
