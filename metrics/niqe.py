@@ -44,7 +44,8 @@ SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 # The AGGD shape grid and its tables: r(alpha) = Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)) is strictly increasing on
 # the grid (checked in the tests), so the argmin of (r - r_hat)^2 is one of the two neighbours of r_hat.
 ALPHA_GRID = np.arange(0.2, 10.001, 0.001)
-_R_GRID = np.square(special.gamma(2.0 / ALPHA_GRID)) / (special.gamma(1.0 / ALPHA_GRID) * special.gamma(3.0 / ALPHA_GRID))
+_R_GRID = np.square(special.gamma(2.0 / ALPHA_GRID)) / (special.gamma(1.0 / ALPHA_GRID)
+                                                        * special.gamma(3.0 / ALPHA_GRID))
 _BETA_FACTOR = np.sqrt(special.gamma(1.0 / ALPHA_GRID) / special.gamma(3.0 / ALPHA_GRID))  # std -> beta
 _MEAN_FACTOR = special.gamma(2.0 / ALPHA_GRID) / special.gamma(1.0 / ALPHA_GRID)  # (beta_r - beta_l) -> mean
 
