@@ -67,8 +67,27 @@ def test_short_run_with_ema_writes_args_checkpoints_and_logs(tiny_div2k, tmp_pat
     assert not all(np.allclose(w, t) for w, t in zip(weights, trained))  # ... which is not the trained weights
     # EMA with decay 0.5 over 3 steps: e3 = w3/2 + w2/4 + w1/8 + w0/8, checked on a bias (tiny magnitudes fine)
     assert any(np.abs(t - e).max() > 0 for t, e in zip(trained, ema))
-    assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "TensorBoard logs missing"
     assert losses.checkpoint_loss_mode(path=checkpoint) == "l2"  # plain model: the default
+    import tensorflow as tf
+
+    tags = {}
+    for which in ("train", "validation"):
+        (events,) = (run_dir / "logs" / which).glob("events.out.tfevents.*")
+        tags[which] = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events)) for v in e.summary.value}
+    assert {"loss", "mae", "learning_rate"} <= tags["train"]  # every loss term by name, and the learning rate
+    assert {"psnr", "sr/0", "sr/1"} <= tags["validation"]  # the monitored metric and validation SR crops
+
+
+def test_hr_only_dataset_with_on_the_fly_bicubic_lr(tiny_div2k, tmp_path):
+    import shutil
+
+    hr_only = tmp_path / "hr"
+    for subset in ("train", "valid"):
+        shutil.copytree(tiny_div2k / f"DIV2K_{subset}_HR", hr_only / f"DIV2K_{subset}_HR")
+    run_dir = Path(train.main([*TINY, "--dataset", str(hr_only), "--lr-transform", "bicubic", "--outdir",
+                               str(tmp_path / "runs"), "--epochs", "1", "--steps-per-epoch", "2"]))
+    assert json.loads((run_dir / "state.json").read_text())["global_step"] == 2
+    assert len(list((run_dir / "models").glob("epoch-001-psnr-*.keras"))) == 1
 
 
 def test_resume_is_exact_after_kills_and_ctrl_c_at_any_moment(repo_root, tiny_div2k, tmp_path):
