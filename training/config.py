@@ -217,8 +217,8 @@ def _declare():
     add(O("save_best_models_only", bool, False, "only save a checkpoint when the monitored metric improves",
           "training", kind="flag"))
     add(O("seed", int, 0, "random seed for weights, crops and augmentation", "training"))
-    add(O("jit_compile", bool, None, "XLA-compile the train step (default: training.speed.default_jit_compile(), "
-          "see docs/speed.md)", "training", kind="bool"))
+    add(O("jit_compile", bool, None, "XLA-compile the train step (the default is the fastest setting measured, "
+          "training/speed.py, docs/speed.md)", "training", kind="bool"))
     add(O("resume", str, None, "continue an interrupted run; every option comes from RUN_DIR/args.json "
           "(only --epochs, to extend the run, and --workers may be given)", "training", metavar="RUN_DIR",
           record=False, resume_ok=True))
@@ -314,21 +314,25 @@ def build_parser(argv=None):
         else:
             default = f"default: {_show(option.default)}" if option.default is not None else None
         if option.name == "jit_compile":
-            default = None
+            from training.speed import DEFAULT_JIT
+
+            default = "default: " + ", ".join(f"{'on' if on else 'off'} for {b}" for b, on in DEFAULT_JIT.items())
         help_text = option.help + (f" ({default})" if default else "")
         if option.name == "profile":
             help_text += f" (default: {DEFAULT_PROFILE})"
         help_text = help_text.replace("%", "%%")
         flags = list(option.flags) if option.flags else [option.flag]
         kw = dict(dest=option.name, default=None, help=help_text)
+        metavar = option.metavar or {int: "N", float: "X"}.get(option.type)
         if option.kind == "flag":
             g.add_argument(*flags, action="store_true", **kw)
         elif option.kind == "bool":
             g.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
         elif option.kind == "list":
-            g.add_argument(*flags, type=option.type, nargs="+", metavar=option.metavar, **kw)
+            g.add_argument(*flags, type=option.type, nargs="+", metavar=metavar, **kw)
         else:
-            g.add_argument(*flags, type=option.type, choices=option.choices, metavar=option.metavar, **kw)
+            g.add_argument(*flags, type=option.type, choices=option.choices,
+                           metavar=None if option.choices else metavar, **kw)
     return p
 
 
