@@ -172,6 +172,11 @@ def test_resume_errors(capsys, tiny_div2k, tmp_path):
     assert code == 2 and "--profile" in lines[0]
     code, lines = cli_error(capsys, ["--resume", tmp_path])
     assert code == 2 and len(lines) == 1 and ("args.json" in lines[0] or "state.json" in lines[0])
+    (tmp_path / "args.json").write_text(json.dumps({"profile": "edsr-16", "epochs": 3}))
+    (tmp_path / "state.json").write_text(json.dumps({"epoch": 1, "best_psnr": 30.0, "step": 10,
+                                                     "checkpoint": "resume-001.keras"}))  # the seed's format
+    code, lines = cli_error(capsys, ["--resume", tmp_path])
+    assert code == 2 and len(lines) == 1 and "older train.py" in lines[0]
 
 
 def test_missing_dataset_is_one_line_error(repo_root, tmp_path):

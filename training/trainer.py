@@ -477,5 +477,8 @@ def read_state(run_dir):
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"cannot resume {run_dir}: corrupt run state {path} ({e}); start a new run") from None
     if not isinstance(state, dict) or "checkpoint" not in state or "epoch" not in state:
-        raise UserError(f"cannot resume {run_dir}: {path} is not a state file of this version; start a new run")
+        raise UserError(f"cannot resume {run_dir}: {path} is not a train.py state file; start a new run")
+    if "global_step" not in state or not str(state["checkpoint"]).endswith(".npz"):
+        raise UserError(f"cannot resume {run_dir}: it was written by an older train.py ({state['checkpoint']}); "
+                        f"start a new run, e.g. with --pretrained-model {os.path.join(run_dir, 'models', '<last>.keras')}")
     return state
