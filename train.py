@@ -206,6 +206,9 @@ def main(argv=None):
 
     with dist.scope():
         task = make_task(config, network)
+    if config.get("mixed_precision") not in (None, "none"):
+        for net in task.networks.values():  # a GAN's discriminator too: its logits and the losses in float32
+            distribute.keep_outputs_float32(net)
     jit = config["jit_compile"]
     if jit is None:
         jit = default_jit_compile()
