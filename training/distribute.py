@@ -456,7 +456,10 @@ def keep_outputs_float32(network):
     output, and the losses and metrics computed on it, are float32. Returns the names changed."""
     changed = []
     seen = set()
-    stack = [t._keras_history.operation for t in network.outputs]
+    try:
+        stack = [t._keras_history.operation for t in network.outputs]
+    except (AttributeError, ValueError):  # not a functional model: nothing to walk
+        return changed
     while stack:
         layer = stack.pop()
         if id(layer) in seen or layer.__class__.__name__ == "InputLayer":
