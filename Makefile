@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed
 
-$(SAMPLE_BIN)/.done: $(VENV)/.installed convert.py data.py
+$(SAMPLE_BIN)/.done: $(VENV)/.installed convert.py data.py imaging/io.py imaging/resize.py
 	$(PY) convert.py -o $(SAMPLE) sample
 	$(PY) convert.py -i $(SAMPLE) -o $(SAMPLE_BIN) numpy
 	touch $@
