@@ -378,16 +378,19 @@ def test_misleading_model_file_messages(tiny_div2k, tmp_path):
         bench.main(["--dataset", str(tiny_div2k), "-i", str(fake_h5), "-o", str(tmp_path / "b.json")])
 
 
-@pytest.mark.skipif(not os.environ.get("SISR_SLOW_TESTS"), reason="Real-ESRGAN on CPU takes minutes: SISR_SLOW_TESTS=1")
+@pytest.mark.skipif(not os.environ.get("SISR_SLOW_TESTS"),
+                    reason="Real-ESRGAN on Set5 HR x4 takes 4 CPU-minutes (25 min on the shared machine): SISR_SLOW_TESTS=1")
 def test_realesrgan_x4plus_psnr_and_niqe_on_set5(shared_dir, tmp_path):
-    """Issue 10's numbers: PSNR-Y 26.63 on Set5 x4 LR; NIQE 4.86 +- 0.02 on Set5 HR x4 (Pillow grey, no crop)."""
+    """Issue 10's numbers: PSNR-Y 26.63 on Set5 x4 LR; NIQE 4.86 +- 0.02 on Set5 HR x4 (Pillow grey, no crop).
+
+    The model is read from the .pth directly (model.load_model converts it in memory, as convert.py weights)."""
     pth = str(shared_dir / "weights" / "realesrgan-x4plus" / "RealESRGAN_x4plus.pth")
     set5 = str(shared_dir / "datasets" / "Set5")
     bench.main(["-i", pth, "--scale", "4", "--dataset", set5, "-o", str(tmp_path / "b.json"), "--no-progress"])
     row = json.loads((tmp_path / "b.results.json").read_text())["rows"][0]
     assert abs(row["psnr_y"] - 26.6332) <= 0.01, row["psnr_y"]
-    bench.main(["-i", pth, "--scale", "4", "--dataset", set5, "--input", "hr", "--metrics", "niqe",
-                "--niqe-convert", "gray", "--tile", "192", "--tile-overlap", "32", "-o", str(tmp_path / "n.json"),
-                "--no-progress"])
-    row = json.loads((tmp_path / "n.results.json").read_text())["rows"][0]
-    assert abs(row["niqe"] - 4.8556) <= 0.02, row["niqe"]
+    bench.main(["-i", pth, "--bicubic", "--scale", "4", "--dataset", set5, "--input", "hr", "--metrics", "niqe",
+                "--niqe-convert", "gray", "-o", str(tmp_path / "n.json"), "--no-progress"])
+    bicubic, row = json.loads((tmp_path / "n.results.json").read_text())["rows"]
+    assert bicubic["model"] == "bicubic" and abs(bicubic["niqe"] - 7.8524) <= 0.005
+    assert abs(row["niqe"] - 4.86) <= 0.02, row["niqe"]  # measured 4.8553 (independent 4.8556, paper 4.8629)
