@@ -236,13 +236,15 @@ def receptive_radius(model):
 
 
 # ----------------------------------------------------------------------------------- bucketed full image
-def _bucket_size(n, bucket, margin):
+def _bucket_size(n, bucket, margin, min_factor=4):
     """Padded size of one axis: a multiple of `bucket`, or n itself where padding would not pay.
 
-    A padded axis needs a strip of 2*margin recomputed at its far edge; below 4*margin that strip would
-    be half the image or more, so small axes (relative to the receptive field) keep their exact size.
+    A padded axis needs a strip of 2*margin recomputed at its far edge. On a CPU, below 4*margin that strip
+    would be half the image or more (more compute than a compile saves), so such axes keep their exact size;
+    on a GPU/TPU, where compiling costs far more than computing, every axis that holds the strip (n >= 2*margin)
+    is bucketed (`min_factor` 2).
     """
-    if not bucket or n % bucket == 0 or n < 4 * margin:
+    if not bucket or n % bucket == 0 or n < min_factor * margin:
         return n
     return -(-n // bucket) * bucket
 
@@ -256,7 +258,8 @@ def _run_bucketed(predict, img, scale, bucket, margin):
     at the real image edge, padded along the other axis only: shapes (2m, Wb), (Hb, 2m), (2m, 2m).
     """
     h, w = img.shape[:2]
-    hb, wb = _bucket_size(h, bucket, margin), _bucket_size(w, bucket, margin)
+    factor = 2 if has_accelerator() else 4
+    hb, wb = _bucket_size(h, bucket, margin, factor), _bucket_size(w, bucket, margin, factor)
     if (hb, wb) == (h, w):
         return np.asarray(predict(img[None]), np.float32)[0]
     m, s = margin, scale

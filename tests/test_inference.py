@@ -245,3 +245,18 @@ def test_cache_does_not_keep_the_model_alive():
     gc.collect()
     assert ref() is None
     assert len(inference._CACHE) == entries
+
+
+def test_bucket_sizes_and_accelerator_policy(monkeypatch):
+    """CPU: axes shorter than 4 margins keep their size; GPU/TPU: bucketed from 2 margins, still exact."""
+    assert inference._bucket_size(100, 32, 37) == 100 and inference._bucket_size(100, 32, 37, 2) == 128
+    assert inference._bucket_size(96, 32, 5) == 96 and inference._bucket_size(97, 32, 5) == 128
+    assert inference._bucket_size(97, None, 5) == 97
+    model = edsr_like()  # margin 8
+    img = smooth_image(np.random.default_rng(8), 20, 45)  # 20: below 4 margins, above 2
+    ref = inference.super_resolve(model, img, jit=False)
+    monkeypatch.setattr(inference, "has_accelerator", lambda: True)
+    n0 = inference.trace_count(model)
+    out = inference.super_resolve(model, img, jit=True)
+    assert np.abs(out - ref).max() < 1e-3
+    assert (1, 32, 64, 3) in inference._cache(model)["traces"][n0:]  # padded in both axes
