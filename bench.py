@@ -148,9 +148,9 @@ def check_model_file(path):
 
 def load_checkpoint(path):
     """A model from any file model.load_model reads, or a one-line UserError naming the file."""
+    check_model_file(path)
     import model as model_lib
 
-    check_model_file(path)
     return model_lib.load_model(path, compile=False)
 
 
@@ -389,6 +389,8 @@ def main(argv=None):
     for root, kind in kinds.items():  # reference metrics asked where there is no reference: say so now
         _metrics_for(args, _reference_input(args, kind))
     paths = find_checkpoints(args.indir) if args.indir else []
+    for path in paths:  # a bad file among many fails now, not after the others were evaluated
+        check_model_file(path)
     metric_options = {"niqe": {"convert": args.niqe_convert, "crop": args.niqe_crop}}
 
     import data
