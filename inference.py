@@ -10,8 +10,8 @@ Compilation policy (measured on CPU, see docs/demo.md and docs/speed.md):
   one within the receptive field of the padded (bottom/right) edges, so those strips are recomputed from
   crops that end at the real image edge (see `_run_bucketed`): the output equals the unpadded run, and a
   benchmark set compiles a handful of times, not once per image. Op-by-op JAX was 2.5-4x slower.
-- PyTorch: eager under `torch.inference_mode()` (no autograd graph); torch.compile warms up slower on CPU
-  than it saves.
+- PyTorch: eager under `torch.no_grad()` (no autograd graph); torch.compile warms up slower on CPU than it
+  saves.
 - Tiles (`tile=N`): every call has the shape `tile_batch x N x N x 3`, XLA-compiled once per model on
   JAX and, on TensorFlow, where a GPU/TPU is present.
 
@@ -70,7 +70,9 @@ def _eager_call(model):
         import torch
 
         def call(x):
-            with torch.inference_mode():  # no autograd graph: less memory, about 10% faster on CPU
+            # no autograd graph (less memory and time); no_grad rather than inference_mode, whose tensors
+            # must never reach training (train.py validates with this call between steps), as in Keras' predict
+            with torch.no_grad():
                 return keras.ops.convert_to_numpy(ref()(x, training=False))
 
         return call
