@@ -3,7 +3,6 @@
 The trainer (training/trainer.py) and the per-backend step (training/backend.py) only ever see this
 interface, so pixel training (`PixelTask`), GAN training (training/gan.py) and toy models share one loop.
 """
-import keras
 from keras import ops
 
 
@@ -50,10 +49,6 @@ class Task:
             if not opt.built:
                 opt.build(self.trainable_variables(phase))
 
-    # Names of the scalars each step reports, in order (for progress bars and TensorBoard).
-    def loss_names(self):
-        return None
-
 
 class PixelTask(Task):
     """Pixel-loss SR training (what train.py did with compile + fit): one generator, one optimizer.
@@ -91,4 +86,4 @@ def gram_loss(config):
                             block_attention_gradient=bool(config.get("block_attention_gradient")))
 
 
-__all__ = ["Task", "PixelTask", "gram_loss", "keras"]
+__all__ = ["Task", "PixelTask", "gram_loss"]

@@ -221,8 +221,8 @@ def prefetch(fn, indices, workers):
 class Trainer:
     """Runs a Task for `epochs` x `steps_per_epoch` steps on batches from `data` into `run_dir`.
 
-    data: an object with `batch(epoch, index) -> dict of float32 arrays` (data.PatchDataset and
-      data.HRPatchDataset do this; each batch a function of (seed, epoch, index) only).
+    data: an object with `batch(epoch, index) -> dict of float32 arrays` (data.Patches and data.HRPatches do
+      this; each batch a function of (seed, epoch, index) only).
     validation: a `Validation` (or None); monitor direction from its metric.
     save_model(network, path): writes a published checkpoint (train.py adds the loss mode); default .save.
     ema: {network: decay} overrides task.ema. jit_compile: passed to training.backend.make_train_step.
