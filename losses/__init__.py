@@ -1,4 +1,5 @@
-"""Training losses: pixel and GRAM heteroscedastic losses (`losses.pixel`); later perceptual and adversarial.
+"""Training losses: pixel and GRAM heteroscedastic losses (`losses.pixel`), the VGG19 perceptual loss
+(`losses.perceptual`) and the GAN losses (`losses.adversarial`) of Real-ESRGAN / A-ESRGAN training.
 
 `import losses; losses.make_loss(...)` keeps working: the pixel-loss API is re-exported here.
 """

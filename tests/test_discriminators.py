@@ -328,3 +328,28 @@ def test_attention_map_pictures_cli(tmp_path):
     with pytest.raises(UserError, match="--arch"):
         (tmp_path / "d.pth").write_bytes(b"")
         attention_maps.main(["-d", str(tmp_path / "d.pth"), "-i", str(tmp_path / "img.png"), "-o", str(tmp_path)])
+
+
+def test_pretrained_discriminator_from_a_pytorch_file(tmp_path):
+    """--pretrained-discriminator / visualisation --arch: a BasicSR-style torch.save({"params": state_dict}) file,
+    read by the safe reader (no unpickling of code)."""
+    from training.gan import load_discriminator_weights
+    from visualization.attention_maps import load_discriminator
+
+    torch.manual_seed(1)
+    ref = TorchAttentionUNet(4)
+    x = images(n=1, h=16, w=16)
+    with torch.no_grad():
+        ref(torch.from_numpy(images(n=2, h=16, w=16, seed=5) / 255.0).permute(0, 3, 1, 2).float())  # u, v, BN stats
+    ref.eval()
+    path = tmp_path / "net_d_5000.pth"
+    torch.save({"params": ref.state_dict()}, path)
+    with torch.no_grad():
+        want = torch_nhwc(ref(torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float()))
+    d = model.build_discriminator("attention-unet", num_feat=4)
+    load_discriminator_weights(d, path)
+    np.testing.assert_allclose(numpy(d(x)), want, rtol=1e-4, atol=2e-4)
+    d2 = load_discriminator(path, arch="attention-unet", num_feat=4)
+    np.testing.assert_allclose(numpy(d2(x)), want, rtol=1e-4, atol=2e-4)
+    with pytest.raises(UserError, match="do not fit layer conv1"):
+        load_discriminator_weights(model.build_discriminator("unet-sn", num_feat=4), path)

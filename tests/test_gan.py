@@ -163,3 +163,16 @@ def test_gan_steps_and_exact_resume_torch(tmp_path):
     assert resume["position"] == [1, 1, 3]
     assert resume["keys"] and resume["opt_d"] and resume["bn"]
     assert resume["mismatch"] == []
+
+
+def test_perceptual_loss_without_vgg_weights_is_one_line_error(tmp_path, capsys):
+    argv = ["--profile", "aesrgan-x4", "--num-res-blocks", "1", "--dataset", str(ROOT / "sample"),
+            "--outdir", str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1"]
+    with pytest.raises(SystemExit) as e:
+        from utils import run_cli
+
+        run_cli(train.main, argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the perceptual loss needs ImageNet VGG19 weights") and "vgg19-dcbb9e9d.pth" in err[-1]
+    assert not list(tmp_path.iterdir())  # no run directory
