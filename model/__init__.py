@@ -1,6 +1,7 @@
-"""SR models: EDSR, WDSR-A/B, SRResNet (Keras 3, backend-agnostic) and their utilities.
+"""SR models: EDSR, WDSR-A/B, SRResNet, RRDBNet (Keras 3, backend-agnostic) and their utilities.
 
-`model.krasserm` (weight converter) is imported on demand, not here.
+`model.krasserm`, `model.torch_weights`, `model.import_weights` (weight readers / converters) are imported on
+demand, not here; `model.load_model` opens every supported format.
 """
 from model.layers import DIV2K_RGB_MEAN, Denormalize, Normalize, PixelShuffle, Scale
 from model.registry import DISCRIMINATORS, build_discriminator  # noqa: F401  (GAN discriminators)
