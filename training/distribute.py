@@ -195,10 +195,6 @@ class Distribution:
 
         return backend.make_train_step(task, jit_compile, grad_transform)
 
-    def local(self, network):
-        """A network this process alone can run (validation on the chief); the network itself here."""
-        return network
-
     @contextlib.contextmanager
     def published(self, network, ema=None):
         """The network the chief validates and saves: the EMA weights swapped in when kept (trainer.EMA),
@@ -255,9 +251,6 @@ class JaxDistribution(Distribution):
 
         step = backend.make_train_step(task, jit_compile, grad_transform)
         return lambda batch: step(self.place(batch))
-
-    def local(self, network):
-        return network if self.process_count == 1 else _local_copy(network)
 
 
 class TFDistribution(Distribution):
@@ -318,9 +311,6 @@ class TFDistribution(Distribution):
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in logs.items()}
 
         return lambda batch: run(self.place(batch))
-
-    def local(self, network):
-        return network if self.process_count == 1 else _local_copy(network)
 
 
 def _local_copy(network, weights=None):
