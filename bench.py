@@ -45,8 +45,8 @@ def build_parser():
                         "LR_bicubic/X{s}/, or a folder of images (no reference); repeat for several "
                         "(default ./DIV2K_BIN)")
     p.add_argument("-i", "--indir", action="append", default=None,
-                   help="checkpoint directory (searched recursively for .keras/.h5, resume-* files skipped), glob "
-                        "or model file (.keras, .h5, .pth, .safetensors); repeatable")
+                   help="checkpoint directory (searched recursively for .keras/.h5; resume-* and discriminator/ "
+                        "skipped), glob or model file (.keras, .h5, .pth, .safetensors); repeatable")
     p.add_argument("-o", "--outfile", default="./bench.json", help="seed-format JSON {model path: PSNR}")
     p.add_argument("--results", default=None,
                    help="full results JSON with one row per (model, dataset, scale) "
@@ -85,16 +85,19 @@ def build_parser():
 
 # --------------------------------------------------------------------------------------------- inputs
 def is_model_file(name):
-    """A model checkpoint (not a train.py resume state, a hidden or a temporary file) by its name."""
+    """An SR model checkpoint by its path: not a train.py resume state, a hidden or temporary file, nor a GAN
+    run's discriminator (models/discriminator/epoch-NNN.keras)."""
     base = os.path.basename(name)
-    return base.lower().endswith(CHECKPOINT_EXTENSIONS) and not base.startswith((".", "resume"))
+    parts = os.path.normpath(os.path.dirname(name)).split(os.sep)
+    return (base.lower().endswith(CHECKPOINT_EXTENSIONS) and not base.startswith((".", "resume"))
+            and "discriminator" not in parts)
 
 
 def find_checkpoints(specs):
     """Checkpoint files from directories (recursive), globs and files, sorted, without duplicates.
 
-    Directories and globs yield .keras/.h5 checkpoints, never train.py's `resume-*` state files; a file named
-    explicitly may be any format model.load_model reads.
+    Directories and globs yield .keras/.h5 checkpoints, never train.py's `resume-*` state files nor a GAN run's
+    discriminators; a file named explicitly may be any format model.load_model reads.
     """
     found = []
     for spec in specs:

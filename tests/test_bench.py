@@ -294,9 +294,12 @@ def test_run_dir_skips_resume_files(tiny_models, tmp_path):
     shutil.copy(tiny_models["paths"][0], run / "models" / "resume-002-000014.keras")  # old resume name
     shutil.copy(tiny_models["paths"][0], run / "resume-002-000014.keras")
     (run / "resume-002-000014.npz").write_bytes(b"state")
+    (run / "models" / "discriminator").mkdir()  # a GAN run's discriminator checkpoints are not SR models
+    shutil.copy(tiny_models["paths"][0], run / "models" / "discriminator" / "epoch-001.keras")
     found = bench.find_checkpoints([str(run)])
     assert [os.path.basename(p) for p in found] == ["epoch-001-psnr-20.0000.keras", "epoch-002-psnr-20.0000.keras"]
     assert bench.find_checkpoints([str(run / "models" / "*.keras")]) == found
+    assert bench.find_checkpoints([str(run / "**" / "*.keras")]) == found
 
 
 def test_one_model_at_a_time(benchmark_set, tiny_models, monkeypatch, tmp_path):
