@@ -274,7 +274,11 @@ class BicubicTransform:
 
 def make_transform(name, scale, config=None):
     """The LR transform named `name` (train.py --lr-transform): "bicubic", or "realesrgan" (the Real-ESRGAN
-    degradation pipeline, `degradations.RealESRGANTransform(config)`); None for "none" (paired LR files)."""
+    degradation pipeline, `degradations.RealESRGANTransform(config)`); None for "none" (paired LR files).
+
+    config: the training config; for "realesrgan" its "degradation" dict overrides the preset, and a
+    "realesrgan_crop" (e.g. 400) selects Real-ESRGAN's exact recipe (`crop=True`: the transform takes HR patches
+    of that size, see `hr_patch_of`, and cuts the paired GT scale x "lr_patch" / LR "lr_patch" crop itself)."""
     if name in (None, "none"):
         return None
     if name == "bicubic":
@@ -284,8 +288,22 @@ def make_transform(name, scale, config=None):
             from degradations import RealESRGANTransform
         except ImportError as e:
             raise UserError(f"--lr-transform realesrgan needs the degradations package ({e})") from None
-        return RealESRGANTransform(dict(config or {}, scale=int(scale)))
+        config = dict(config or {}, scale=int(scale))
+        crop = int(config.get("realesrgan_crop") or 0)
+        if not crop:
+            return RealESRGANTransform(config)
+        config["degradation"] = dict(config.get("degradation") or {}, crop_pad_size=crop)
+        return RealESRGANTransform(config, crop=True, gt_size=int(scale) * int(config.get("lr_patch", 64)))
     raise UserError(f"unknown --lr-transform {name!r}; choose none, bicubic or realesrgan")
+
+
+def hr_patch_of(transform):
+    """The HR patch size a transform wants from `HRPatches` (None: scale x lr_patch): a cropping Real-ESRGAN
+    transform takes crop_pad_size patches (400), flips them itself and pads smaller images."""
+    config = getattr(transform, "config", None)
+    if getattr(transform, "crop", False) and config and config.get("crop_pad_size"):
+        return int(config["crop_pad_size"])
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -367,7 +385,8 @@ class _PatchSampler:
     any order of requests and a resumed run all give the same data.
     """
 
-    def _setup(self, pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed, transform=None):
+    def _setup(self, pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed, transform=None,
+               smaller_ok=False):
         pairs = list(pairs)
         if not pairs:
             raise UserError("no images to sample patches from")
@@ -406,11 +425,12 @@ class _PatchSampler:
             if (hr_shapes[k] < lr_shapes[k] * self.scale).any():
                 raise UserError(f"{p[2]} is smaller than x{self.scale} its LR image {p[1] if isinstance(p[1], str) else ''}; "
                                 f"wrong --scale or mismatched files")
-            if (lr_shapes[k] < self.lr_patch).any():
+            if (lr_shapes[k] < self.lr_patch).any() and not smaller_ok:
                 name = p[1] if isinstance(p[1], str) else p[2] if isinstance(p[2], str) else p[0]
                 raise UserError(f"image {name} ({lr_shapes[k][1]}x{lr_shapes[k][0]} at LR size) is smaller than the "
                                 f"{self.lr_patch}px patch (LR pixels); use a smaller --lr-patch")
-        self._max_yx = lr_shapes - self.lr_patch  # inclusive upper bound of the crop corner (LR pixels)
+        # inclusive upper bound of the crop corner (LR pixels); smaller_ok: a smaller image is handed over whole
+        self._max_yx = np.maximum(lr_shapes - self.lr_patch, 0)
         self._mmaps = collections.OrderedDict()
 
     def __getstate__(self):
@@ -529,14 +549,17 @@ class HRPatches(_PatchSampler):
     (`BicubicTransform`, or the Real-ESRGAN degradation pipeline); the rng is the sample's own Generator.
 
     hr_paths: from `open_hr_images`. Patches are cropped at LR-pixel positions (HR corner a multiple of scale)
-    and augmented before the transform. Otherwise as `Patches`.
+    and augmented before the transform. `smaller_ok`: an image smaller than the patch is handed over whole
+    (cropped to the patch in the dimension where it is larger), for transforms that pad (Real-ESRGAN's recipe:
+    `hr_patch=hr_patch_of(transform)`, augment=False). Otherwise as `Patches`.
     """
 
     def __init__(self, hr_paths, scale, transform, batch_size=16, lr_patch=48, hr_patch=None, augment=True,
-                 seed=0, steps=None, fixed=False):
+                 seed=0, steps=None, fixed=False, smaller_ok=False):
         pairs = [Pair(os.path.splitext(os.path.basename(os.fspath(p)))[0] if not isinstance(p, np.ndarray)
                       else f"image{k}", None, p) for k, p in enumerate(hr_paths)]
-        self._setup(pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed, transform=transform)
+        self._setup(pairs, scale, batch_size, lr_patch, hr_patch, augment, seed, steps, fixed, transform=transform,
+                    smaller_ok=smaller_ok)
 
 
 def validation_crops(pairs, scale, count=None, lr_patch=48, hr_patch=None, seed=0):

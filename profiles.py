@@ -51,7 +51,8 @@ def _realesrgan(discriminator, batch_size, learning_rate=1e-4, epochs=400, perce
         "arch": "rrdbnet",
         "model": {"num_filters": 64, "num_res_blocks": 23, "growth_channels": 32, "pred_logvar": False},
         "train": {**_TRAIN, "trainer_task": "realesrgan", "discriminator": discriminator or "none",
-                  "scale": 4, "lr_transform": "realesrgan", "lr_patch": 64, "batch_size": batch_size,
+                  "scale": 4, "lr_transform": "realesrgan", "realesrgan_crop": 400, "lr_patch": 64,
+                  "batch_size": batch_size,
                   "loss": "mae", "learning_rate": learning_rate, "lr_boundaries": [epochs * 1000], "lr_decay": 0.5,
                   "ema": True, "ema_decay": 0.999, "epochs": epochs, "steps_per_epoch": 1000,
                   "perceptual_weight": perceptual_weight, "gan_weight": 0.1, "usm_target": True},
@@ -90,7 +91,7 @@ PROFILES = {
         "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "lr_patch": 16},
     },
     # Real-ESRNet / Real-ESRGAN / A-ESRGAN (training/gan.py; values from the sources' configs, batch = per GPU
-    # of their 4): x4 RRDBNet on 256px GT crops degraded on the fly, L1 (+ perceptual + GAN) against the
+    # of their 4): x4 RRDBNet on 256px GT crops of 400px HR patches degraded on the fly (realesrgan_crop), L1 (+ perceptual + GAN) against the
     # unsharp-masked GT, Adam (0.9, 0.99) eps 1e-8, EMA 0.999. Start from --pretrained-model.
     "realesrnet-x4": _realesrgan(None, batch_size=12, learning_rate=2e-4, epochs=1000, perceptual_weight=0.0),
     "realesrgan-x4": _realesrgan("unet-sn", batch_size=12),

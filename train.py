@@ -63,16 +63,21 @@ def load_datasets(config):
                                       images=config["validation_images"])
     else:
         hr = data.open_hr_images(config["dataset"], subset="train", images=config["training_images"])
+        hr_patch = data.hr_patch_of(transform)
+        if hr_patch:  # Real-ESRGAN's recipe (--realesrgan-crop): 400 px patches; the transform flips, pads, crops
+            common.update(hr_patch=hr_patch, augment=False, smaller_ok=True)
         train = data.HRPatches(hr, scale, transform, **common)
         valid_hr = data.open_hr_images(config["dataset"], subset="valid", images=config["validation_images"]) \
             if os.path.isdir(os.path.join(config["dataset"], "DIV2K_valid_HR")) else hr[-1:]
-        # validation LR images by the same transform with a fixed generator per image (a fixed set)
+        # validation LR images by the same transform with a fixed generator per image (a fixed set); a whole-image
+        # mode (Real-ESRGAN: no crop, no sharpened GT to make) where the transform has one
         import numpy as np
 
+        degrade_whole = getattr(transform, "whole_image", transform)
         valid_pairs = []
         for k, path in enumerate(valid_hr):
             img = data.modcrop(data.read_image(path), scale)
-            out = transform(img, np.random.default_rng([config["seed"], k]))
+            out = degrade_whole(img, np.random.default_rng([config["seed"], k]))
             valid_pairs.append(data.Pair(os.path.splitext(os.path.basename(path))[0],
                                          np.asarray(out["lr"]).round().clip(0, 255).astype(np.uint8), img))
     if config["benchmark"]:

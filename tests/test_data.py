@@ -385,6 +385,38 @@ def test_hr_patches_make_lr_by_the_transform_per_sample(tmp_path):
     assert all(isinstance(r, np.random.Generator) for r in seen)
 
 
+def test_realesrgan_recipe_hands_whole_patches_and_pads_small_images(tmp_path):
+    """make_transform's crop path (--realesrgan-crop): the degradation dict reaches the pipeline, HRPatches hands
+    over crop_pad_size patches (an image smaller than that whole, for the transform to pad) without augmenting,
+    and the transform's paired crop is the batch (GT scale x lr_patch, LR lr_patch)."""
+    for k, (h, w) in enumerate([(64, 80), (30, 40)]):
+        data.write_image(tmp_path / f"{k}.png", smooth_image(np.random.default_rng(k), h, w))
+    paths = data.open_hr_images(tmp_path)
+    config = {"degradation": {"final_sinc_prob": 0.0, "jpeg_range": [60, 95]}, "realesrgan_crop": 48, "lr_patch": 8}
+    t = data.make_transform("realesrgan", 2, config)
+    assert t.crop and t.gt_size == 16 and t.scale == 2 and data.hr_patch_of(t) == 48
+    assert t.config["final_sinc_prob"] == 0.0 and t.config["jpeg_range"] == [60, 95] and t.config["crop_pad_size"] == 48
+    approx = data.make_transform("realesrgan", 2, dict(config, realesrgan_crop=0))
+    assert not approx.crop and data.hr_patch_of(approx) is None and approx.config["final_sinc_prob"] == 0.0
+    with pytest.raises(UserError, match="unknown degradation option"):
+        data.make_transform("realesrgan", 2, {"degradation": {"nosuch": 1}})
+
+    seen = []
+
+    def recording(hr, rng):
+        seen.append(hr.shape)
+        return t(hr, rng)
+
+    with pytest.raises(UserError, match="smaller than"):
+        data.HRPatches(paths, 2, recording, hr_patch=48, augment=False)
+    ds = data.HRPatches(paths, 2, recording, batch_size=6, hr_patch=data.hr_patch_of(t), augment=False, seed=1,
+                        smaller_ok=True)
+    b = ds.batch(0, 0)
+    assert b["lr"].shape == (6, 8, 8, 3) and b["hr"].shape == b["hr_usm"].shape == (6, 16, 16, 3)
+    assert set(seen) == {(48, 48, 3), (30, 40, 3)}  # 400-style patches of the big image, the small one whole
+    np.testing.assert_array_equal(ds.batch(0, 0)["lr"], b["lr"])  # per-sample generators: repeatable
+
+
 def test_shard_indices_are_disjoint_and_complete():
     pairs = [data.Pair("a", np.zeros((12, 12, 3), np.uint8), np.zeros((24, 24, 3), np.uint8))]
     ds = data.Patches(pairs, 2, batch_size=8, lr_patch=4, steps=3)

@@ -60,6 +60,22 @@ def test_every_profile_is_valid_schema_data_and_unknown_keys_are_errors(monkeypa
     bad["edsr-16"]["train"]["batch_size"] = 0  # values are checked by the option's validator
     with pytest.raises(ValueError, match="batch-size 0"):
         profiles.check()
+    bad["edsr-16"]["train"]["batch_size"] = 16
+    bad["edsr-16"]["train"]["degradation"] = {"jpeg_rnage": [30, 95]}  # the pipeline's own key check
+    with pytest.raises(ValueError, match="jpeg_rnage"):
+        profiles.check()
+
+
+def test_gan_profiles_use_real_esrgans_crop_recipe():
+    from training import config
+
+    for name in ("realesrnet-x4", "realesrgan-x4", "aesrgan-x4", "aesrgan-multi-x4"):
+        c = config.resolve({"profile": name})
+        assert (c["arch"], c["scale"], c["lr_transform"], c["realesrgan_crop"], c["lr_patch"]) == \
+            ("rrdbnet", 4, "realesrgan", 400, 64), name  # 400 px HR patches -> GT 256 / LQ 64
+        assert c["degradation"] == {} and c["trainer_task"] == "realesrgan"
+    c = config.resolve({"profile": "aesrgan-x4", "degradation": {"final_sinc_prob": 0.5}})
+    assert c["degradation"] == {"final_sinc_prob": 0.5}
 
 
 def test_schema_resolves_profile_then_command_line():

@@ -90,6 +90,29 @@ def test_hr_only_dataset_with_on_the_fly_bicubic_lr(tiny_div2k, tmp_path):
     assert len(list((run_dir / "models").glob("epoch-001-psnr-*.keras"))) == 1
 
 
+def test_realesrgan_loader_recipe_degradation_options_and_whole_image_validation(tiny_div2k):
+    """--lr-transform realesrgan: --degradation reaches the pipeline (merged over the profile's dict), the
+    --realesrgan-crop recipe feeds the loader, and validation degrades whole images (no crop, no sharpening)."""
+    from training import config as schema
+
+    args = ["-p", "rrdbnet-tiny", "--scale", "2", "--dataset", str(tiny_div2k), "--lr-transform", "realesrgan",
+            "--lr-patch", "8", "--batch-size", "2", "--realesrgan-crop", "48", "--benchmark",
+            "--degradation", "final_sinc_prob=0", "jpeg_range=[60,95]"]
+    config = schema.resolve(schema.build_parser(args).parse_args(args))
+    assert config["degradation"] == {"final_sinc_prob": 0, "jpeg_range": [60, 95]}
+    train_source, valid = train.load_datasets(config)
+    t = train_source.transform
+    assert t.crop and t.config["final_sinc_prob"] == 0 and t.config["jpeg_range"] == [60, 95]
+    assert train_source.hr_patch == 48 and not train_source.augment
+    b = train_source.batch(0, 0)
+    assert b["lr"].shape == (2, 8, 8, 3) and b["hr_usm"].shape == (2, 16, 16, 3)
+    assert len(valid) == 2
+    for k, pair in enumerate(valid):  # the whole (96x120) image, degraded once with its fixed generator
+        assert pair.hr.shape == (96, 120, 3) and pair.lr.shape == (48, 60, 3) and pair.lr.dtype == np.uint8
+        expected = t.whole_image(pair.hr, np.random.default_rng([0, k]))["lr"]
+        np.testing.assert_array_equal(pair.lr, expected.round().clip(0, 255).astype(np.uint8))
+
+
 def test_resume_is_exact_after_kills_and_ctrl_c_at_any_moment(repo_root, tiny_div2k, tmp_path):
     """One run interrupted four times (SIGKILL in a step, Ctrl-C in validation with --ema, SIGKILL while writing
     the resumable state, Ctrl-C mid-epoch) ends bit-identical to an uninterrupted run (TensorFlow CPU)."""
@@ -153,6 +176,8 @@ def cli_error(capsys, argv):
     (["--steps-per-epoch", "0"], "--steps-per-epoch"), (["--epochs", "-1"], "--epochs"),
     (["--learning-rate", "-0.001"], "--learning-rate"), (["--validation-steps", "0"], "--validation-steps"),
     (["--batch-size", "x"], "--batch-size"), (["--monitor", "nope"], "nope"), (["--ema-decay", "1.5"], "--ema-decay"),
+    (["--degradation", "nosuch=1"], "nosuch"), (["--degradation", "jpeg_prob=2"], "--degradation"),
+    (["--lr-transform", "realesrgan", "--realesrgan-crop", "31"], "--realesrgan-crop"),
 ])
 def test_bad_input_is_one_line_error_and_no_run_dir(capsys, tiny_div2k, tmp_path, bad, option):
     code, lines = cli_error(capsys, [*TINY, "--dataset", tiny_div2k, "--outdir", tmp_path / "out", "--epochs", "1",

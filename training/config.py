@@ -44,6 +44,26 @@ def increasing(values):
     return None
 
 
+def degradation_options(value):
+    """The Real-ESRGAN pipeline's overrides: known keys and valid values (degradations.make_config's checks)."""
+    if value:
+        from degradations import make_config  # numpy + OpenCV only; imported only when there are overrides
+
+        try:
+            make_config(value)
+        except UserError as e:
+            return str(e)
+    return None
+
+
+def _parse_value(text):
+    """KEY=VALUE's value: JSON (numbers, lists, true/false/null) or else the plain string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def one_of(*allowed):
     def check(value):
         return None if value in allowed else f"choose one of {', '.join(map(str, allowed))}"
@@ -56,8 +76,9 @@ class Option:
     """One training option.
 
     name: the key (args.json, profiles, builders); the flag is --name with dashes unless `flags` says otherwise.
-    type: int, float, str, bool (kind "flag": store_true; kind "bool": --x/--no-x) or the element type of a
-      list (kind "list", nargs="+"). default: the schema default (profiles override it when `profile`).
+    type: int, float, str, bool (kind "flag": store_true; kind "bool": --x/--no-x), the element type of a
+      list (kind "list", nargs="+") or dict (kind "dict": KEY=VALUE ... on the command line, merged over the
+      profile's dict). default: the schema default (profiles override it when `profile`).
     group: help section (model, data, loss, optimizer, training, run, devices).
     validator: value -> None or the reason it is wrong. path: made absolute in args.json.
     resume_ok: may be given together with --resume. record: stored in args.json. cli: on the command line.
@@ -88,20 +109,37 @@ class Option:
         """UserError naming the option when `value` is invalid; returns the value (converted)."""
         if value is None:
             return None
-        if self.kind == "list":
+        if self.kind == "dict":
+            value = self._convert_dict(value, source)
+        elif self.kind == "list":
             if not isinstance(value, (list, tuple)):
                 value = [value]
             value = [self._convert(v, source) for v in value]
         else:
             value = self._convert(value, source)
-        if self.choices is not None and value not in self.choices:
+        if self.choices is not None and value not in self.choices:  # (never a dict: no choices)
             raise UserError(f"{self.flag} {value}{_where(source)}: choose one of {', '.join(map(str, self.choices))}")
         if self.validator is not None:
             reason = self.validator(value)
             if reason:
-                shown = " ".join(map(str, value)) if isinstance(value, list) else value
+                shown = " ".join(map(str, value)) if isinstance(value, list) else \
+                    _show(value) if isinstance(value, dict) else value
                 raise UserError(f"{self.flag} {shown}{_where(source)}: {reason}")
         return value
+
+    def _convert_dict(self, value, source):
+        if isinstance(value, (list, tuple)):  # the command line's KEY=VALUE words
+            pairs = {}
+            for word in value:
+                key, sep, text = str(word).partition("=")
+                if not sep or not key:
+                    raise UserError(f"{self.flag} {word}{_where(source)}: expected KEY=VALUE (e.g. "
+                                    f"{self.flag} final_sinc_prob=0.5 jpeg_range=[60,95])")
+                pairs[key] = _parse_value(text)
+            value = pairs
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise UserError(f"{self.flag}{_where(source)}: expected a dict of options, got {value!r}")
+        return dict(value)
 
     def _convert(self, value, source):
         if self.type is bool:
@@ -167,8 +205,17 @@ def _declare():
     add(O("downgrade", str, "bicubic", "LR degradation of paired LR files: bicubic, unknown, bicubic_jpeg_90, ... "
           "(folder DIV2K_*_LR_<downgrade>)", "data"))
     add(O("lr_transform", str, "none", "make each LR crop from its HR crop on the fly instead of reading LR files: "
-          "none (paired LR files), bicubic (MATLAB bicubic); HR images only are needed", "data",
+          "none (paired LR files), bicubic (MATLAB bicubic), realesrgan (the Real-ESRGAN degradation pipeline, "
+          "--degradation); HR images only are needed", "data",
           choices=("none", "bicubic", "realesrgan")))
+    add(O("degradation", dict, {}, "Real-ESRGAN degradation options over its preset (--lr-transform realesrgan; "
+          "names and defaults: docs/degradations.md), e.g. final_sinc_prob=0.5 jpeg_range=[60,95]; values are "
+          "JSON, merged over the profile's", "data", kind="dict", validator=degradation_options, profile=True,
+          metavar="KEY=VALUE"))
+    add(O("realesrgan_crop", int, 0, "--lr-transform realesrgan: Real-ESRGAN's exact recipe with HR patches of "
+          "this size (400): each is degraded whole, then a paired crop of scale x --lr-patch (GT) and --lr-patch "
+          "(LR) is cut (256 / 64), flipped only (smaller images are reflect-padded); 0: the scale x --lr-patch "
+          "patch itself is degraded (faster, approximate)", "data", validator=non_negative, profile=True))
     add(O("training_images", str, "1-800", "image ids used for training", "data"))
     add(O("validation_images", str, "801-900", "image ids used for validation", "data"))
     add(O("lr_patch", int, 48, "LR patch size of training crops (HR patch = scale x this)", "data",
@@ -276,6 +323,8 @@ def _profile_from_argv(argv):
 
 
 def _show(value):
+    if isinstance(value, dict):
+        return " ".join(f"{k}={json.dumps(v)}" for k, v in value.items()) or "none"
     if isinstance(value, list):
         return " ".join(map(str, value))
     if value is None:
@@ -330,6 +379,8 @@ def build_parser(argv=None):
             g.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
         elif option.kind == "list":
             g.add_argument(*flags, type=option.type, nargs="+", metavar=metavar, **kw)
+        elif option.kind == "dict":
+            g.add_argument(*flags, nargs="+", metavar=metavar, **kw)
         else:
             g.add_argument(*flags, type=option.type, choices=option.choices,
                            metavar=None if option.choices else metavar, **kw)
@@ -363,7 +414,10 @@ def resolve(overrides):
     for key, value in overrides.items():
         if key in MODEL_KEYS and key not in profile["model"] and key != "pred_logvar":
             raise UserError(f"profile {name} ({profile['arch']}) has no {OPTIONS[key].flag} option")
-        config[key] = OPTIONS[key].check(value, "command line")
+        value = OPTIONS[key].check(value, "command line")
+        if OPTIONS[key].kind == "dict":  # KEY=VALUE words add to (or change) the profile's entries
+            value = OPTIONS[key].check({**(config[key] or {}), **value}, "command line")
+        config[key] = value
     for key, option in OPTIONS.items():
         if key not in overrides:
             config[key] = option.check(config[key], f"profile {name}" if key in profile["train"] or
@@ -374,6 +428,11 @@ def resolve(overrides):
         raise UserError("--attention and --block_attention_gradient need --pred_logvar")
     if config["block_attention_gradient"] and not config["attention"]:
         raise UserError("--block_attention_gradient needs --attention")
+    crop = config.get("realesrgan_crop")
+    if crop and config["lr_transform"] == "realesrgan" and (crop % config["scale"] or
+                                                            crop < config["scale"] * config["lr_patch"]):
+        raise UserError(f"--realesrgan-crop {crop}: must be a multiple of the scale {config['scale']} and at least "
+                        f"scale x --lr-patch = {config['scale'] * config['lr_patch']}")
     for key, option in OPTIONS.items():
         if option.path and config.get(key):
             config[key] = os.path.abspath(os.path.expanduser(config[key]))
