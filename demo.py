@@ -22,19 +22,15 @@ import numpy as np
 
 import inference
 import utils
+from imaging import IMAGE_EXTS, READABLE_EXTS, read_image  # THE extension list and THE reader
 from utils import UserError
-
-try:
-    from imaging import IMAGE_EXTS as INPUT_EXTS  # THE extension list (image I/O package)
-except ImportError:
-    from data import IMAGE_EXTS as INPUT_EXTS
 
 DEPTH_UNIT = {8: 1.0, 16: 257.0}  # 16-bit values / 257 = the model's [0, 255] domain (65535 -> 255)
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-i", "--input", required=True, help=f"folder of low-resolution images ({'/'.join(e[1:] for e in INPUT_EXTS)})")
+    p.add_argument("-i", "--input", required=True, help=f"folder of low-resolution images ({'/'.join(e[1:] for e in IMAGE_EXTS)})")
     p.add_argument("-o", "--output", default="./output", help="folder for the results (created; default ./output)")
     p.add_argument("-m", "--model", required=True,
                    help="model file: .keras, Real-ESRGAN/ESRGAN .pth/.safetensors, or a krasserm .h5 (see --profile)")
@@ -70,10 +66,10 @@ def list_images(folder):
         what = "is a file, not a folder" if os.path.exists(folder) else "not found"
         raise UserError(f"input folder {folder} {what}; pass a folder of images with -i")
     names = sorted(n for n in os.listdir(folder)
-                   if not n.startswith(".") and os.path.splitext(n)[1].lower() in INPUT_EXTS
+                   if not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTS
                    and os.path.isfile(os.path.join(folder, n)))
     if not names:
-        raise UserError(f"no images ({'/'.join(e[1:] for e in INPUT_EXTS)}) in {folder}")
+        raise UserError(f"no images ({'/'.join(e[1:] for e in IMAGE_EXTS)}) in {folder}")
     return [os.path.join(folder, n) for n in names]
 
 
@@ -105,47 +101,6 @@ def _predicts_logvar(model, sr):
 
 
 # ------------------------------------------------------------------------------------------- image I/O
-def _is_16bit(im):
-    """True for a Pillow image whose samples are 16-bit (grey I;16*, or RGB(A)/LA PNGs Pillow would reduce)."""
-    if im.mode.startswith("I;16") or (im.mode == "I" and im.format in ("PNG", "TIFF")):
-        return True
-    return any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)  # e.g. rawmode RGB;16B, LA;16B
-
-
-def read_photo(path):
-    """(rgb, alpha, depth) of an image file: rgb HxWx3 and alpha HxW (or None) as uint8, or uint16 when depth is 16.
-
-    8-bit images without alpha go through THE reader (`data.read_image`, grey/palette/CMYK handled there);
-    an alpha channel (RGBA, LA, PA, palette transparency) is kept; 16-bit PNG/TIFF samples are kept by
-    reading with OpenCV (Pillow reduces 16-bit colour to 8 bit).
-    """
-    import data
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            mode, deep = im.mode, _is_16bit(im)
-            has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info)
-            if has_alpha and not deep:
-                rgba = np.asarray(im.convert("RGBA"), np.uint8)
-                return rgba[..., :3].copy(), rgba[..., 3].copy(), 8
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        msg = str(e).replace(os.linesep, " ").strip() or type(e).__name__
-        raise UserError(f"cannot read image {path} ({msg}); the file is corrupt or not an image") from None
-    if deep:
-        import cv2
-
-        arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if arr is not None and arr.dtype == np.uint16:
-            if arr.ndim == 2:
-                return np.repeat(arr[:, :, None], 3, axis=2), None, 16
-            rgb = arr[..., 2::-1] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
-            alpha = arr[..., 3].copy() if arr.shape[2] == 4 else None
-            return np.ascontiguousarray(rgb), alpha, 16
-        utils.warn(f"{path}: 16-bit samples could not be kept; read as 8 bit")
-    return data.read_image(path), None, 8
-
-
 def to_depth(values, depth):
     """Float values in the model's [0, 255] domain -> uint8 (THE rounding, metrics.quantize) or uint16."""
     if depth == 8:
@@ -185,18 +140,16 @@ def write_photo(path, img):
 # ---------------------------------------------------------------------------------------------- figures
 def _read_hr(hr_dir, stem, sr_shape):
     """HR image (uint8) for `stem` cropped to the SR size, or None (with a warning when it does not fit)."""
-    import data
-
     path = None
     # benchmark layouts name LR files <stem>x<s> (LR_bicubic/X4/babyx4.png vs HR/baby.png)
     for name in (stem, re.sub(r"x\d$", "", stem)):
-        for ext in INPUT_EXTS + (".npy",):
+        for ext in READABLE_EXTS:
             if path is None and os.path.isfile(os.path.join(hr_dir, name + ext)):
                 path = os.path.join(hr_dir, name + ext)
     if path is None:
         utils.warn(f"no HR image for {stem} in {hr_dir}; figure without HR")
         return None
-    hr = data.read_image(path)
+    hr = read_image(path)
     h, w = sr_shape[:2]
     if hr.shape[0] < h or hr.shape[1] < w:
         utils.warn(f"{path}: HR {hr.shape[1]}x{hr.shape[0]} is smaller than the SR output {w}x{h}; ignored")
@@ -294,11 +247,13 @@ def main(argv=None):
         if os.path.exists(out_path) and os.path.samefile(out_path, path):
             raise UserError(f"{out_path} would overwrite the input image; choose another output folder (-o)")
         try:
-            rgb, alpha, depth = read_photo(path)
+            img = read_image(path, keep_alpha=True, keep_depth=True)  # RGBA and 16-bit samples kept
         except UserError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)
             failed.append(os.path.basename(path))
             continue
+        depth = 16 if img.dtype == np.uint16 else 8
+        rgb, alpha = (img[..., :3], img[..., 3]) if img.shape[2] == 4 else (img, None)
         lr = rgb.astype(np.float32) / DEPTH_UNIT[depth]  # the model's [0, 255] domain
         if loss_mode is None:
             loss_mode = args.loss_mode or checkpoint_loss_mode(model, args.model)

@@ -1,7 +1,8 @@
-"""THE image reader and writer, and THE list of image extensions (numpy + Pillow only, any Keras backend).
+"""THE image reader and writer, and THE list of image extensions (numpy + Pillow; OpenCV only for 16-bit samples).
 
 `read_image(path) -> uint8 HxWx3` converts every mode to 8-bit RGB with a one-line warning naming the file;
-`write_image(path, array)` writes a PNG atomically. Very large images (over Pillow's decompression-bomb limit
+`keep_alpha=True` / `keep_depth=True` keep an alpha channel (HxWx4) / 16-bit samples (uint16), as demo.py
+needs for photographs. `write_image(path, array)` writes a PNG atomically. Very large images (over Pillow's decompression-bomb limit
 of about 89 megapixels) are read with one warning line of ours instead of Pillow's DecompressionBombWarning.
 """
 import os
@@ -34,12 +35,33 @@ def _grey_or_rgb(arr, keep_grey, name, what):
     return np.repeat(arr[:, :, None], 3, axis=2)
 
 
-def _from_array(arr, name, keep_grey):
-    """Validate / normalise an in-memory or .npy array to uint8 HxWx3 (or HxW with keep_grey)."""
+def _is_16bit(im):
+    """True for a Pillow image whose samples are 16-bit (grey I;16*, or RGB(A)/LA PNGs Pillow reduces to 8 bit)."""
+    if im.mode.startswith("I;16") or (im.mode == "I" and im.format in ("PNG", "TIFF")):
+        return True
+    return any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)  # e.g. rawmode RGB;16B, LA;16B
+
+
+def _read_16bit(path, keep_grey, keep_alpha):
+    """uint16 HxWx3 (HxWx4 with keep_alpha and an alpha channel; HxW grey with keep_grey) via OpenCV, which
+    keeps 16-bit samples (Pillow does not for colour); None when OpenCV cannot read it at 16 bit."""
+    import cv2
+
+    arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16:
+        return None
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]  # BGR(A) -> RGB(A)
+    return _from_array(arr, path, keep_grey, keep_alpha, keep_depth=True)
+
+
+def _from_array(arr, name, keep_grey, keep_alpha=False, keep_depth=False):
+    """Validate / normalise an in-memory or .npy array to uint8 HxWx3 (or HxW with keep_grey, HxWx4 with
+    keep_alpha when it has an alpha channel, uint16 with keep_depth when it is uint16)."""
     if not isinstance(arr, np.ndarray) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         shape = getattr(arr, "shape", None)
         raise UserError(f"{name}: expected an HxW or HxWx3 image array, got shape {shape}; re-create it with convert.py")
-    if arr.dtype != np.uint8:
+    if arr.dtype != np.uint8 and not (keep_depth and arr.dtype == np.uint16):
         if arr.dtype == np.uint16:
             warn(f"{name}: 16-bit values scaled to 8 bit")
             arr = _to_uint8_16bit(arr)
@@ -50,15 +72,21 @@ def _from_array(arr, name, keep_grey):
             raise UserError(f"{name}: unsupported array dtype {arr.dtype}; expected uint8")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] == 4:
+    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha (OpenCV's 16-bit LA)
+        if keep_alpha:
+            warn(f"{name}: grey image converted to RGB")
+            return np.ascontiguousarray(np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], 2))
+        warn(f"{name}: alpha channel dropped")
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4 and not keep_alpha:
         warn(f"{name}: alpha channel dropped")
         arr = arr[:, :, :3]
     if arr.ndim == 2:
         return arr if keep_grey else np.repeat(arr[:, :, None], 3, axis=2)
-    return arr
+    return np.ascontiguousarray(arr)
 
 
-def read_image(path, keep_grey=False):
+def read_image(path, keep_grey=False, keep_alpha=False, keep_depth=False):
     """Read any image (PNG/JPEG/BMP/TIFF/...) or `.npy` array as uint8 RGB HxWx3.
 
     Every mode becomes 8-bit RGB with a one-line warning naming the file: grey is replicated to 3 channels,
@@ -68,9 +96,14 @@ def read_image(path, keep_grey=False):
     `keep_grey=True` returns HxW uint8 for single-channel sources (no warning for plain 8-bit grey).
     A numpy array is accepted too (passed through the same checks), so `read_image(pair.lr)` works for LR
     images made in memory. Missing / unreadable / corrupt files raise `UserError` naming the file.
+
+    `keep_alpha=True`: an image with alpha (RGBA, LA, PA, palette transparency) comes back as HxWx4 RGBA
+    (grey + alpha as RGB + alpha); images without alpha as before. `keep_depth=True`: 16-bit PNG/TIFF samples
+    are kept (uint16, read with OpenCV; one warning and 8 bit when OpenCV cannot); 8-bit images stay uint8.
+    So `img.shape[2] == 4` tells that there is an alpha channel and `img.dtype == np.uint16` a 16-bit image.
     """
     if isinstance(path, np.ndarray):
-        return _from_array(path, "in-memory image", keep_grey)
+        return _from_array(path, "in-memory image", keep_grey, keep_alpha, keep_depth)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"image not found: {path}; check the path (and the dataset layout)")
@@ -79,7 +112,7 @@ def read_image(path, keep_grey=False):
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
             raise UserError(f"cannot read {path}: {e}; delete it and re-run the conversion (python convert.py ... numpy)") from None
-        return _from_array(arr, path, keep_grey)
+        return _from_array(arr, path, keep_grey, keep_alpha, keep_depth)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
@@ -91,12 +124,19 @@ def read_image(path, keep_grey=False):
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         with im:
-            # Pillow reduces 16-bit colour PNGs to 8 bit while decoding (it keeps the high byte)
-            deep = im.mode in ("RGB", "RGBA") and any(";16" in str(t[3] if len(t) > 3 else "") for t in im.tile)
+            deep = _is_16bit(im)
+            if deep and keep_depth:
+                arr = _read_16bit(path, keep_grey, keep_alpha)
+                if arr is not None:
+                    return arr
+                warn(f"{path}: 16-bit samples could not be kept; read as 8 bit")
+                deep = False  # that one warning is enough
             im.load()
-            if deep:
+            # Pillow reduces 16-bit colour PNGs to 8 bit while decoding (it keeps the high byte); grey I;16 is
+            # decoded at 16 bit and scaled with rounding below
+            if deep and not im.mode.startswith("I"):
                 warn(f"{path}: 16-bit colour image reduced to 8 bit (high byte, by Pillow)")
-            return _pil_to_array(im, path, keep_grey)
+            return _pil_to_array(im, path, keep_grey, keep_alpha)
     except UserError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -104,8 +144,12 @@ def read_image(path, keep_grey=False):
         raise UserError(f"cannot read image {path} ({msg}); the file is corrupt or not an image: replace or remove it") from None
 
 
-def _pil_to_array(im, name, keep_grey):
+def _pil_to_array(im, name, keep_grey, keep_alpha=False):
     mode = im.mode
+    if keep_alpha and (mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in im.info)):
+        if mode != "RGBA":
+            warn(f"{name}: {mode} image converted to RGBA")
+        return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8).copy()
     if mode == "L":

@@ -92,6 +92,49 @@ def test_read_errors(tmp_path):
         data.read_image(tmp_path / "junk.npy")
 
 
+def test_read_keep_alpha_and_depth(tmp_path, capsys):
+    """keep_alpha: RGBA/LA/palette transparency -> HxWx4; keep_depth: 16-bit PNG samples kept (as OpenCV reads)."""
+    import cv2
+
+    img = _rgb()
+    rgba = np.concatenate([img, np.full((6, 5, 1), 7, np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert np.array_equal(data.read_image(tmp_path / "a.png", keep_alpha=True), rgba)
+    Image.fromarray(rgba[:, :, [0, 3]], "LA").save(tmp_path / "la.png")
+    la = data.read_image(tmp_path / "la.png", keep_alpha=True)
+    assert np.array_equal(la, np.dstack([np.repeat(img[:, :, :1], 3, 2), rgba[:, :, 3:]]))
+    p = Image.fromarray(img).quantize(colors=16)
+    p.info["transparency"] = 0
+    p.save(tmp_path / "pt.png", transparency=0)
+    with Image.open(tmp_path / "pt.png") as im:
+        ref = np.asarray(im.convert("RGBA"))
+    assert np.array_equal(data.read_image(tmp_path / "pt.png", keep_alpha=True), ref) and ref[..., 3].min() == 0
+    assert data.read_image(tmp_path / "pt.png").shape == (6, 5, 3)  # default unchanged
+    # no alpha: keep_alpha changes nothing
+    Image.fromarray(img).save(tmp_path / "rgb.png")
+    assert np.array_equal(data.read_image(tmp_path / "rgb.png", keep_alpha=True, keep_depth=True), img)
+    capsys.readouterr()
+    rng = np.random.default_rng(3)
+    deep = rng.integers(0, 65536, (6, 5, 4), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "d16.png"), deep)  # BGRA on disk
+    out = data.read_image(tmp_path / "d16.png", keep_alpha=True, keep_depth=True)
+    assert out.dtype == np.uint16 and np.array_equal(out, deep[..., [2, 1, 0, 3]])
+    out = data.read_image(tmp_path / "d16.png", keep_depth=True)
+    assert out.dtype == np.uint16 and np.array_equal(out, deep[..., 2::-1]) and "alpha" in capsys.readouterr().err
+    out = data.read_image(tmp_path / "d16.png", keep_alpha=True)  # Pillow's 8 bit (high byte), with alpha
+    assert out.dtype == np.uint8 and np.array_equal(out, (deep[..., [2, 1, 0, 3]] >> 8).astype(np.uint8))
+    err = capsys.readouterr().err
+    assert "16-bit" in err and len(err.strip().splitlines()) == 1
+    g16 = np.array([[0, 65535, 32768, 257, 129]], dtype=np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    assert np.array_equal(data.read_image(tmp_path / "g16.png", keep_depth=True), np.repeat(g16[..., None], 3, 2))
+    assert np.array_equal(data.read_image(tmp_path / "g16.png", keep_depth=True, keep_grey=True), g16)
+    assert "16-bit" not in capsys.readouterr().err  # kept, not reduced
+    np.save(tmp_path / "d16.npy", deep)
+    assert np.array_equal(data.read_image(tmp_path / "d16.npy", keep_alpha=True, keep_depth=True), deep)
+    assert data.read_image(tmp_path / "d16.npy").shape == (6, 5, 3)
+
+
 # ---------------------------------------------------------------------------------------------- open_pairs
 
 
