@@ -186,7 +186,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
     if loss_mode is None:  # the log-variance convention: from a compiled checkpoint's loss, else Gaussian (l2)
         import losses
 
-        loss_mode = losses.loss_mode_of(model)
+        loss_mode = losses.checkpoint_loss_mode(model)
     predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode)
     pairs = list(pairs)
     if not pairs:
@@ -284,7 +284,7 @@ def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None
     else:
         import losses
 
-        predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, losses.loss_mode_of(model))
+        predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, losses.checkpoint_loss_mode(model))
     images = list(images)
     if not images:
         raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")

@@ -143,11 +143,3 @@ def make_loss(loss="mae", pred_logvar=False, loss_mode="l2", attention=False, bl
     return SRLoss(loss=loss, pred_logvar=pred_logvar, loss_mode=loss_mode, attention=attention,
                   block_attention_gradient=block_attention_gradient)
 
-
-def loss_mode_of(model, default="l2"):
-    """The log-variance convention a model was trained with, read from its compiled `SRLoss` (a checkpoint
-    loaded with compile=True keeps it); `default` when unknown (loaded with compile=False, plain model)."""
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, SRLoss) and loss.pred_logvar:
-        return loss.loss_mode
-    return default

@@ -213,6 +213,6 @@ def test_gram_model_trains_saves_loads(tmp_path):
     assert isinstance(loaded.loss, losses.SRLoss)
     assert loaded.loss.get_config() == model.loss.get_config()
     np.testing.assert_allclose(loaded.evaluate(x, x, verbose=0), model.evaluate(x, x, verbose=0), rtol=1e-5)
-    assert losses.loss_mode_of(loaded) == "l2"
+    assert losses.checkpoint_loss_mode(loaded) == "l2"
     # compile=False also fine (the loss mode is then unknown: the default)
-    assert losses.loss_mode_of(keras.models.load_model(path, compile=False), default="l1") == "l1"
+    assert losses.checkpoint_loss_mode(keras.models.load_model(path, compile=False), default="l1") == "l1"
