@@ -157,6 +157,18 @@ def _uncertainty_plots(pooled, shave, loss_mode, plots_dir, row):
     return [f"{stem}_sparsification.png", f"{stem}_calibration.png"]
 
 
+def _progress(items, progress, label, dataset, scale):
+    """`items` (a non-empty list), wrapped in a progress bar when asked; UserError when empty."""
+    if not items:
+        raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    label = os.path.basename(str(label))
+    return tqdm(items, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False, dynamic_ncols=True)
+
+
 def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=16, progress=True,
              dataset=None, name=None, loss_mode=None, plots_dir=None, metrics=None, metric_options=None):
     """Evaluate `model` on `pairs` at `scale`; returns one result row (a JSON-able dict).
@@ -189,15 +201,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         loss_mode = losses.checkpoint_loss_mode(model)
     predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode)
     pairs = list(pairs)
-    if not pairs:
-        raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")
-    iterator = pairs
-    if progress:
-        from tqdm import tqdm
-
-        label = os.path.basename(str(name or _model_name(model)))
-        iterator = tqdm(pairs, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False,
-                        dynamic_ncols=True)
+    iterator = _progress(pairs, progress, name or _model_name(model), dataset, scale)
     per_image, uncert, pooled, pooled_size = {}, [], [], 0
     for stem, lr_item, hr_item in iterator:
         lr = lr_item
@@ -286,15 +290,7 @@ def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None
 
         predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, losses.checkpoint_loss_mode(model))
     images = list(images)
-    if not images:
-        raise UserError(f"no images to evaluate{' in ' + str(dataset) if dataset else ''}")
-    iterator = images
-    if progress:
-        from tqdm import tqdm
-
-        label = os.path.basename(str(name or _model_name(model)))
-        iterator = tqdm(images, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False,
-                        dynamic_ncols=True)
+    iterator = _progress(images, progress, name or _model_name(model), dataset, scale)
     per_image = {}
     for stem, item in iterator:
         img = _load(item, keep_grey=False)  # models take RGB; grey stays grey through 'y' and 'gray' alike
