@@ -76,3 +76,14 @@ def write_div2k_tree(root, train_ids=(1, 2, 3, 4), valid_ids=(801, 802), size=(9
 def tiny_div2k(tmp_path_factory):
     """Session-wide tiny DIV2K PNG tree: train ids 1-4, valid ids 801-802, HR 96x120, scales 2/3/4."""
     return write_div2k_tree(tmp_path_factory.mktemp("tiny_div2k"))
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory):
+    """The embedded sample dataset (`convert.py sample`: DIV2K layout from scikit-image's photographs), built once
+    per test process in a temporary folder, so tests never depend on a ./sample left in the checkout."""
+    import convert
+
+    out = tmp_path_factory.mktemp("sample_dataset") / "sample"
+    convert.main(["-o", str(out), "sample"])
+    return out

@@ -38,7 +38,7 @@ GAN_SCRIPT = r"""
 import json, os, sys
 import numpy as np
 import keras
-root, discriminator, run_dir, mode = sys.argv[1:5]
+root, discriminator, run_dir, mode, sample = sys.argv[1:6]
 sys.path.insert(0, root)
 import data, model
 from degradations import RealESRGANTransform
@@ -58,7 +58,7 @@ def make(seed=0):
 
 
 def trainer(task, run_dir, epochs):
-    hr = data.open_hr_images(os.path.join(root, "sample"), subset="train", images="1-3")
+    hr = data.open_hr_images(sample, subset="train", images="1-3")
     ds = data.HRPatches(hr, 4, RealESRGANTransform(scale=4, gt_size=32), batch_size=2, lr_patch=8, seed=0, steps=2)
     return GANTrainer(task, ds, run_dir, epochs, 2, validation=None, jit_compile=keras.backend.backend() == "jax",
                       tensorboard=False, progress=False)
@@ -132,36 +132,36 @@ def check_run(out, backend):
     assert out["d_checkpoints"] == ["epoch-001.keras", "epoch-002.keras"]
 
 
-def run_script(backend, discriminator, run_dir, mode):
+def run_script(backend, discriminator, run_dir, mode, sample):
     env = jax_env() if backend == "jax" else {**os.environ, "KERAS_BACKEND": backend}
-    r = subprocess.run([sys.executable, "-c", GAN_SCRIPT, str(ROOT), discriminator, str(run_dir), mode],
+    r = subprocess.run([sys.executable, "-c", GAN_SCRIPT, str(ROOT), discriminator, str(run_dir), mode, str(sample)],
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_gan_steps_tensorflow(tmp_path, capsys):
+def test_gan_steps_tensorflow(tmp_path, capsys, sample_dataset):
     # unet-sn here (the smallest graph to trace); the attention U-Nets train on JAX and PyTorch below, the multi-scale
     # model's training-mode forward is checked against PyTorch in test_discriminators, its summed loss in
     # test_perceptual
-    script = GAN_SCRIPT.replace("root, discriminator, run_dir, mode = sys.argv[1:5]",
-                                f"root, discriminator, run_dir, mode = {str(ROOT)!r}, 'unet-sn', "
-                                f"{str(tmp_path)!r}, 'steps'")
+    script = GAN_SCRIPT.replace("root, discriminator, run_dir, mode, sample = sys.argv[1:6]",
+                                f"root, discriminator, run_dir, mode, sample = {str(ROOT)!r}, 'unet-sn', "
+                                f"{str(tmp_path)!r}, 'steps', {str(sample_dataset)!r}")
     exec(compile(script, "gan_script", "exec"), {"__name__": "gan_script"})
     check_run(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"], "tensorflow")
 
 
-def test_gan_steps_jax(tmp_path):
+def test_gan_steps_jax(tmp_path, sample_dataset):
     """JAX: the trainer's jitted stateless step threads BatchNorm statistics and the SN vectors (non-trainable)."""
-    check_run(run_script("jax", "attention-unet", tmp_path, "steps")["steps"], "jax")
+    check_run(run_script("jax", "attention-unet", tmp_path, "steps", sample_dataset)["steps"], "jax")
 
 
-def test_gan_steps_and_exact_resume_torch(tmp_path):
+def test_gan_steps_and_exact_resume_torch(tmp_path, sample_dataset):
     """PyTorch: GAN steps, then Ctrl-C (the trainer's test hook) after 3 of 4 steps and a restart with networks
     built from another seed and the state restored from the run directory: G, EMA, D (SN u/v, BatchNorm
     statistics) and both Adam states end bit-identical to the uninterrupted run (eager steps: no tracing cost
     for the three runs)."""
-    out = run_script("torch", "attention-unet", tmp_path, "steps,resume")
+    out = run_script("torch", "attention-unet", tmp_path, "steps,resume", sample_dataset)
     check_run(out["steps"], "torch")
     resume = out["resume"]
     assert resume["position"] == [1, 1, 3]
@@ -169,8 +169,8 @@ def test_gan_steps_and_exact_resume_torch(tmp_path):
     assert resume["mismatch"] == []
 
 
-def test_perceptual_loss_without_vgg_weights_is_one_line_error(tmp_path, capsys):
-    argv = ["--profile", "aesrgan-x4", "--num-res-blocks", "1", "--dataset", str(ROOT / "sample"),
+def test_perceptual_loss_without_vgg_weights_is_one_line_error(tmp_path, capsys, sample_dataset):
+    argv = ["--profile", "aesrgan-x4", "--num-res-blocks", "1", "--dataset", str(sample_dataset),
             "--outdir", str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1"]
     with pytest.raises(SystemExit) as e:
         from utils import run_cli
