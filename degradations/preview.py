@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import UserError, atomic_path, run_cli  # noqa: E402
+from utils import UserError, run_cli  # noqa: E402
 
 
 def sample_rng(seed, index):
@@ -60,7 +60,6 @@ def main(argv=None):
     p.add_argument("--columns", type=int, default=2, help="pairs per row (default 2)")
     args = p.parse_args(argv)
     import data
-    from PIL import Image
 
     if not os.path.isdir(args.input):
         raise UserError(f"input folder not found: {args.input}")
@@ -71,8 +70,7 @@ def main(argv=None):
         raise UserError(f"-n must be at least 1, got {args.n}")
     images = [data.read_image(path) for _, path in sorted(files.items())]
     grid = make_preview(images, args.n, args.seed, None, args.scale, args.tile, args.columns)
-    with atomic_path(args.output) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG", optimize=True)
+    data.write_image(args.output, grid, compress_level=9)
     print(f"wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}, {args.n} pairs, seed {args.seed})", file=sys.stderr)
     return 0
 
