@@ -38,17 +38,7 @@ def comparison_figure(path, panels, suptitle=None, panel_size=4.0):
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(panel_size * len(panels), panel_size * 1.05), squeeze=False)
     for ax, panel in zip(axes[0], panels):
-        img = np.asarray(panel["image"])
-        if panel.get("cmap"):
-            data = to_map(img)
-            im = ax.imshow(data, cmap=panel["cmap"], vmin=0, vmax=panel.get("vmax") or max(float(data.max()), 1e-6))
-            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-            bar.set_label(panel.get("label", ""))
-        else:
-            img = np.clip(img, 0, 255).astype(np.uint8)
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(panel["title"], fontsize=11)
-        ax.set_axis_off()
+        _panel(fig, ax, panel, fontsize=11, map_interpolation=None)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -68,16 +58,19 @@ def detail_box(img, size):
     return int(y), int(x)
 
 
-def _draw(ax, panel):
+def _panel(fig, ax, panel, fontsize, map_interpolation="nearest"):
+    """Draw one panel dict (see `comparison_figure`): a picture, or a colour-mapped map with its colour bar."""
     img = np.asarray(panel["image"])
     if panel.get("cmap"):
         data = to_map(img)
         im = ax.imshow(data, cmap=panel["cmap"], vmin=0, vmax=panel.get("vmax") or max(float(data.max()), 1e-6),
-                       interpolation="nearest")
-        return im
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-    return None
+                       interpolation=map_interpolation)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(panel.get("label", ""))
+    else:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(panel["title"], fontsize=fontsize)
+    ax.set_axis_off()
 
 
 def zoom_figure(path, whole, box, crops, suptitle=None, panel_size=3.2):
@@ -97,17 +90,11 @@ def zoom_figure(path, whole, box, crops, suptitle=None, panel_size=3.2):
     fig, axes = plt.subplots(1, 1 + len(crops), figsize=(sum(widths) + 0.8 * len(crops), panel_size * 1.15),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     axes = axes[0]
-    _draw(axes[0], whole)
+    _panel(fig, axes[0], whole, fontsize=10)
     y, x, bh, bw = box
     axes[0].add_patch(Rectangle((x - 0.5, y - 0.5), bw, bh, fill=False, edgecolor="yellow", linewidth=1.5))
-    axes[0].set_title(whole["title"], fontsize=10)
-    axes[0].set_axis_off()
     for ax, panel in zip(axes[1:], crops):
-        im = _draw(ax, panel)
-        if im is not None:
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(panel.get("label", ""))
-        ax.set_title(panel["title"], fontsize=10)
-        ax.set_axis_off()
+        _panel(fig, ax, panel, fontsize=10)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
