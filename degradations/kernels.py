@@ -40,7 +40,9 @@ def sigma_matrix(sigma_x, sigma_y, theta):
 
 
 def _quadratic_form(size, sigma_x, sigma_y, theta):
+    """q of every grid point (isotropic when sigma_y is None)."""
     xx, yy = mesh_grid(size)
+    sigma_y = sigma_x if sigma_y is None else sigma_y
     inv = np.linalg.inv(sigma_matrix(sigma_x, sigma_y, theta))
     return inv[0, 0] * xx * xx + (inv[0, 1] + inv[1, 0]) * xx * yy + inv[1, 1] * yy * yy
 
@@ -51,19 +53,16 @@ def _normalise(k):
 
 def gaussian_kernel(size, sigma_x, sigma_y=None, theta=0.0):
     """Bivariate Gaussian exp(-q/2), normalised (isotropic when sigma_y is None)."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
     return _normalise(np.exp(-0.5 * _quadratic_form(size, sigma_x, sigma_y, theta)))
 
 
 def generalized_kernel(size, sigma_x, sigma_y=None, theta=0.0, beta=1.0):
     """Generalized Gaussian exp(-q^beta / 2), normalised; beta 1 is the Gaussian."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
     return _normalise(np.exp(-0.5 * np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta)))
 
 
 def plateau_kernel(size, sigma_x, sigma_y=None, theta=0.0, beta=1.0):
     """Plateau-shaped 1 / (1 + q^beta), normalised."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
     return _normalise(1.0 / (np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta) + 1.0))
 
 
