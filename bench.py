@@ -127,11 +127,6 @@ def dataset_kind(root):
     return "images"
 
 
-def is_benchmark_folder(root):
-    """A standard test set laid out as HR/ (+ LR_bicubic/X{s}/), rather than a DIV2K tree."""
-    return os.path.isdir(os.path.join(root, "HR"))
-
-
 def dataset_label(root):
     return os.path.basename(os.path.normpath(root)) or root
 
