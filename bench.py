@@ -352,8 +352,7 @@ def _validate(args):
         raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
     import evaluation
 
-    for name in args.metrics or ():
-        evaluation.check_metrics([name])  # unknown names: one line listing the registered ones
+    evaluation.check_metrics(args.metrics or [])  # unknown names: one line listing the registered ones
     check_output_file(args.outfile, "-o")
     check_output_file(args.results_path, "--results")
     if args.plot:
@@ -384,8 +383,8 @@ def main(argv=None):
     _validate(args)
     images = parse_id_range(args.images) if args.images else None
     kinds = {root: dataset_kind(root) for root in args.datasets}
-    for root, kind in kinds.items():  # reference metrics asked where there is no reference: say so now
-        _metrics_for(args, _reference_input(args, kind))
+    # reference metrics asked where there is no reference: say so now
+    metric_names = {root: _metrics_for(args, _reference_input(args, kind)) for root, kind in kinds.items()}
     paths = find_checkpoints(args.indir) if args.indir else []
     for path in paths:  # a bad file among many fails now, not after the others were evaluated
         check_model_file(path)
@@ -425,7 +424,7 @@ def main(argv=None):
         for root in args.datasets:
             kind = kinds[root]
             reference = _reference_input(args, kind)
-            names = _metrics_for(args, reference)
+            names = metric_names[root]
             if reference:
                 shave = args.shave if args.shave is not None else (scale if kind == "benchmark" else 0)
                 row = evaluation.evaluate(model, pairs_for(root, scale), scale, shave=shave,
