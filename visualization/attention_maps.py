@@ -107,6 +107,11 @@ def maps(d, image):
     return result
 
 
+def d_probability(found, prefix):
+    """D's per-pixel output `{prefix}d_output` as uint8 grey: the probability x 255, truncated."""
+    return np.uint8(np.clip(found[f"{prefix}d_output"], 0, 1) * 255)
+
+
 def prefixes(names):
     return sorted({n[: n.index("attn_")] for n in names if "attn_" in n}, key=lambda p: (p != "full_", p))
 
@@ -118,25 +123,25 @@ def write_one(d, image, out_dir, stretch=False):
     image = crop_to_fit(image, size_multiple(d))
     found = maps(d, image)
     written = []
+
+    def save(name, arr):
+        written.append(write_image(os.path.join(out_dir, name), arr))
+
     panels = []
     for p in prefixes(found):
         row = []
         for k in (1, 2, 3):
             heat = jet(found[f"{p}attn_{k}"], stretch)
             mixed = blend(image, heat)
-            for name, arr in ((f"{p}attn_{k}.png", heat), (f"{p}attn_{k}_blend.png", mixed)):
-                write_image(os.path.join(out_dir, name), arr)
-                written.append(os.path.join(out_dir, name))
+            save(f"{p}attn_{k}.png", heat)
+            save(f"{p}attn_{k}_blend.png", mixed)
             row.append(mixed)
-        prob = np.uint8(np.clip(found[f"{p}d_output"], 0, 1) * 255)
-        write_image(os.path.join(out_dir, f"{p}d_output.png"), prob)
-        written.append(os.path.join(out_dir, f"{p}d_output.png"))
+        prob = d_probability(found, p)
+        save(f"{p}d_output.png", prob)
         row.append(np.repeat(prob[..., None], 3, axis=2))
         h, w = image.shape[:2]
         panels.append(np.concatenate([resize(image, h, w)] + [resize(r, h, w, nearest=True) for r in row], axis=1))
-    overview = np.concatenate(panels, axis=0)
-    write_image(os.path.join(out_dir, "overview.png"), overview)
-    written.append(os.path.join(out_dir, "overview.png"))
+    save("overview.png", np.concatenate(panels, axis=0))
     return written
 
 
@@ -176,7 +181,7 @@ def write_grid(files, image, out_path, max_side=160, stretch=False):
             cells = [label(resize(img, h, w), f"{stem} {p.rstrip('_')}".strip())]
             for k in (1, 2, 3):
                 cells.append(label(resize(blend(img, jet(found[f"{p}attn_{k}"], stretch)), h, w, nearest=True), f"A{k}"))
-            prob = np.uint8(np.clip(found[f"{p}d_output"], 0, 1) * 255)
+            prob = d_probability(found, p)
             cells.append(label(resize(np.repeat(prob[..., None], 3, axis=2), h, w, nearest=True), "D"))
             rows.append(np.concatenate(cells, axis=1))
     width = max(r.shape[1] for r in rows)
