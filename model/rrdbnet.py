@@ -14,7 +14,7 @@ import keras
 from keras import ops
 
 from model.edsr import zero_init
-from model.layers import Scale, lr_input
+from model.layers import Scale, conv2d, lr_input
 
 UNSHUFFLE = {4: 1, 2: 2, 1: 4}  # model scale -> pixel-unshuffle factor of the input
 RRDB_SCALES = tuple(sorted(UNSHUFFLE))
@@ -94,7 +94,7 @@ class CropToScale(keras.layers.Layer):
 
 
 def _conv(filters, name, activation=None, **kwargs):
-    return keras.layers.Conv2D(filters, 3, padding="same", activation=activation, name=name, **kwargs)
+    return conv2d(filters, 3, name, activation=activation, **kwargs)
 
 
 def _rdb(x, name, growth_channels):
