@@ -266,11 +266,11 @@ def main(argv=None):
                 raise UserError(f"out of memory on {path} ({lr.shape[1]}x{lr.shape[0]}); "
                                 f"retry with --tile 256 (or smaller)") from None
             raise
-        img = to_depth(out[..., :3], depth)
+        sr = to_depth(out[..., :3], 8)  # uint8: the written image of an 8-bit input, and what figures show
+        img = sr if depth == 8 else to_depth(out[..., :3], depth)
         if alpha is not None:
             img = np.concatenate([img, upscale_alpha(alpha, scale, img.shape)[..., None]], axis=-1)
         write_photo(out_path, img)
-        sr = to_depth(out[..., :3], 8)
         std = None
         if _predicts_logvar(model, out):
             logvar = out[..., 3:6]
