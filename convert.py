@@ -130,6 +130,8 @@ def _need_input_dir(args):
     if not args.input:
         raise UserError(f"{args.command} needs -i INPUT_DIR")
     if not os.path.isdir(args.input):
+        if os.path.exists(args.input):
+            raise UserError(f"input {args.input} is a file, not a folder; pass -i INPUT_DIR")
         raise UserError(f"input folder not found: {args.input}")
     if not args.output:
         raise UserError(f"{args.command} needs -o OUTPUT_DIR")

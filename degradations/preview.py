@@ -62,6 +62,8 @@ def main(argv=None):
     import data
 
     if not os.path.isdir(args.input):
+        if os.path.exists(args.input):
+            raise UserError(f"input {args.input} is a file, not a folder; pass -i IMG_DIR")
         raise UserError(f"input folder not found: {args.input}")
     files = data._list_images(args.input)
     if not files:
