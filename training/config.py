@@ -284,10 +284,6 @@ def model_keys():
     return tuple(k for k in MODEL_KEYS if k in OPTIONS)
 
 
-def profile_keys():
-    return tuple(name for name, o in OPTIONS.items() if o.profile)
-
-
 def check_profile(name, profile):
     """ValueError for a profile that is not valid data for the schema (unknown key, wrong type, bad value)."""
     if set(profile) != {"arch", "model", "train"}:
