@@ -11,10 +11,11 @@ import os
 
 import numpy as np
 
+# WHOLE_IMAGE: whole images: no flip, no 400 crop, no paired crop, no USM
+from degradations.pipeline import WHOLE_IMAGE, degrade, make_config, set_cv2_threads
 from utils import UserError
 
 DOWNGRADE = "realesrgan"
-from degradations.pipeline import WHOLE_IMAGE  # whole images: no flip, no 400 crop, no paired crop, no USM
 
 
 def image_rng(seed, stem, scale):
@@ -52,7 +53,6 @@ def degrade_job(job):
     HR is written as read (RGB); each LR is made from HR cropped to a multiple of its scale (top-left),
     the benchmark convention, so `data.load_pair` pairs them exactly."""
     import data
-    from degradations.pipeline import degrade, make_config, set_cv2_threads
 
     src, stem, output_dir, scales, seed, overrides = job
     set_cv2_threads(1)  # the conversion runs one process per core
