@@ -14,7 +14,6 @@ import os
 
 import numpy as np
 
-import metrics
 import metrics as metrics_lib  # `evaluate` has a parameter named metrics
 from utils import UserError, warn
 
@@ -40,7 +39,7 @@ def bicubic_upscale_float(img, scale):
     """
     import data
 
-    return metrics.quantize(data.imresize(np.asarray(img, dtype=np.float64), scale=scale))
+    return metrics_lib.quantize(data.imresize(np.asarray(img, dtype=np.float64), scale=scale))
 
 
 def check_metrics(names, reference=True):
