@@ -137,11 +137,6 @@ def _channels_first(img):
     return img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)
 
 
-def _ssim_2d(a, b):
-    """Mean SSIM of two float64 HxW images."""
-    return float(_ssim_planes(a[None], b[None])[0])
-
-
 def ssim(hr, sr, shave=0, channel="y"):
     """SSIM between HR and (quantized) SR on Y or RGB (mean over channels), after cutting `shave` border pixels."""
     a, b = _prepare(hr, sr, shave, channel)
