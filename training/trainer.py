@@ -245,6 +245,7 @@ class Trainer:
         self.chief = self.distribution.is_chief
         self.epoch, self.step, self.global_step, self.best = 0, 0, 0, None
         self.history = []
+        self._epoch_train_means = {}  # the last epoch's mean training losses, for its history record
         self._stop = False
         self._kill = _KillSwitch()
         self._built = False
@@ -412,7 +413,7 @@ class Trainer:
         epoch = self.epoch
         primary = self.task.networks[self.task.primary]
         score, images = None, []
-        record = {"epoch": epoch + 1, **getattr(self, "_epoch_train_means", {})}
+        record = {"epoch": epoch + 1, **self._epoch_train_means}
         if not self.chief:  # the chief alone validates and publishes
             self.history.append(record)
             self.epoch, self.step = epoch + 1, 0
