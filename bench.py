@@ -239,13 +239,17 @@ def _check_writable_parent(directory, option, path):
 
 
 # --------------------------------------------------------------------------------------------- output
+def _default_metrics(row):
+    """True for a row of the default PSNR/SSIM set (or an older row without a metrics list)."""
+    return row.get("metrics") is None or list(row["metrics"]) == list(DEFAULT_METRICS)
+
+
 def primary_metric(row):
     """The number the -o file and the table lead with: RGB PSNR on DIV2K (seed), Y PSNR on test sets; else the
     row's first metric (NIQE for no-reference rows)."""
-    names = row.get("metrics")
-    if names is None or list(names) == list(DEFAULT_METRICS):
+    if _default_metrics(row):
         return ("psnr_y", "ssim_y") if row["kind"] == "benchmark" else ("psnr_rgb", "ssim_rgb")
-    return tuple(names)
+    return tuple(row["metrics"])
 
 
 def _metric(name):
@@ -261,7 +265,7 @@ def _fmt(name, value):
 def _column_head(row):
     names = primary_metric(row)
     where = {"hr": f" HR x{row['scale']}", "as-is": ""}.get(row.get("input"), f" x{row['scale']}")
-    if row.get("metrics") is None or list(row["metrics"]) == list(DEFAULT_METRICS):
+    if _default_metrics(row):
         return f"{row['dataset']}{where} ({'Y' if row['kind'] == 'benchmark' else 'RGB'})"
     labels = [(_metric(n).label or n) + ("" if _metric(n).higher_is_better else " ↓") for n in names]
     return f"{row['dataset']}{where} ({' / '.join(labels)})"
