@@ -13,9 +13,8 @@ from typing import NamedTuple, Union
 
 import numpy as np
 
-from imaging.io import (ARRAY_EXTS, IMAGE_EXTS, READABLE_EXTS, _from_array, _pil_to_array,  # noqa: F401
-                        _to_uint8_16bit, read_image, write_image)
-from imaging.resize import _contributions, _cubic, _round_half_away, imresize  # noqa: F401
+from imaging.io import ARRAY_EXTS, IMAGE_EXTS, READABLE_EXTS, _from_array, read_image, write_image  # noqa: F401
+from imaging.resize import _cubic, imresize  # noqa: F401  (model/bicubic_init imports data._cubic)
 from utils import UserError, parse_id_range, warn
 
 # ----------------------------------------------------------------------------------------------------------
