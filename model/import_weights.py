@@ -15,9 +15,10 @@ import re
 
 import numpy as np
 
+from model.rrdbnet import UNSHUFFLE
 from utils import UserError
 
-UNSHUFFLE_TO_SCALE = {1: 4, 2: 2, 4: 1}
+UNSHUFFLE_TO_SCALE = {factor: scale for scale, factor in UNSHUFFLE.items()}
 TOP_LEVEL = ("conv_first", "conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last")
 _OLD_NAMES = {"trunk_conv": "conv_body", "upconv1": "conv_up1", "upconv2": "conv_up2", "HRconv": "conv_hr"}
 _FIRST_RELEASE = {"0": "conv_first", "3": "conv_up1", "6": "conv_up2", "8": "conv_hr", "10": "conv_last"}
@@ -88,7 +89,7 @@ def infer_config(state_dict, source="state dict"):
 def expected_shapes(scale, num_filters, num_res_blocks, growth_channels):
     """{canonical key: PyTorch shape} of an RRDBNet of this size, in BasicSR's state-dict order."""
     f, g = num_filters, growth_channels
-    shapes = {"conv_first.weight": (f, 3 * {4: 1, 2: 4, 1: 16}[scale], 3, 3), "conv_first.bias": (f,)}
+    shapes = {"conv_first.weight": (f, 3 * UNSHUFFLE[scale] ** 2, 3, 3), "conv_first.bias": (f,)}
     for n in range(num_res_blocks):
         for m in (1, 2, 3):
             for k in range(1, 6):
@@ -155,7 +156,6 @@ def load_rrdbnet_state_dict(model, state_dict, source="state dict"):
     otherwise UserError naming the first mismatching key.
     """
     from model.registry import model_scale
-    from model.rrdbnet import UNSHUFFLE
 
     sd = canonical_state_dict(state_dict, source)
     scale = model_scale(model)
