@@ -109,12 +109,12 @@ def _model_name(model):
     return name or getattr(model, "__name__", None) or repr(model)
 
 
-def _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode="l2"):
-    """lr uint8 -> float32 sHxsWxC (C = 3 or 6) for a keras model, a callable, or "bicubic"."""
+def _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode="l2", bicubic=bicubic_upscale):
+    """lr uint8 -> float32 sHxsWxC (C = 3 or 6) for a keras model, a callable, or "bicubic" (`bicubic(lr, scale)`)."""
     if isinstance(model, str) and model == BICUBIC:
         if self_ensemble:
             raise UserError("--self-ensemble does not apply to the bicubic baseline")
-        return lambda lr: bicubic_upscale(lr, scale)
+        return lambda lr: bicubic(lr, scale)
     import keras
 
     if isinstance(model, keras.Model) or callable(model):
@@ -278,16 +278,12 @@ def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None
     if isinstance(model, str) and model == AS_IS:
         def predict(img):
             return img
-    elif isinstance(model, str) and model == BICUBIC:
-        if self_ensemble:
-            raise UserError("--self-ensemble does not apply to the bicubic baseline")
-
-        def predict(img):
-            return bicubic_upscale_float(img, scale)
     else:
         import losses
 
-        predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, losses.checkpoint_loss_mode(model))
+        loss_mode = "l2" if isinstance(model, str) and model == BICUBIC else losses.checkpoint_loss_mode(model)
+        predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode,
+                                bicubic=bicubic_upscale_float)
     images = list(images)
     iterator = _progress(images, progress, name or _model_name(model), dataset, scale)
     per_image = {}
