@@ -14,6 +14,7 @@ mean sigmoid on real and fake), p_fake_g (mean sigmoid of D on SR during the G s
 Checkpoints: the resume state holds G, EMA of G, D and both optimizers (the trainer saves every network of a
 task); `GANTrainer` also writes models/discriminator/epoch-NNN.keras after every epoch.
 """
+import math
 import os
 
 import keras
@@ -169,12 +170,5 @@ def describe_discriminator(config):
     d = build_discriminator(dict(config, pretrained_discriminator=None))
     if d is None:
         return None
-    trainable = sum(_size(v.shape) for v in d.trainable_weights)
+    trainable = sum(math.prod(v.shape) for v in d.trainable_weights)
     return describe(d) + f"\nDiscriminator trainable parameters (PyTorch's count): {trainable:,}"
-
-
-def _size(shape):
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
