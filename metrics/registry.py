@@ -50,17 +50,27 @@ def metric_names():
     return list(METRICS)
 
 
+_builtin_loaded = False
+
+
 def _load_builtin():
-    if METRICS:
+    """Register the built-in metrics once, on the first lookup; a metric registered earlier under the same name
+    (a user's own) is kept, and an early `register()` does not stop the built-ins from loading."""
+    global _builtin_loaded
+    if _builtin_loaded:
         return
+    _builtin_loaded = True
     from metrics import fidelity
 
+    builtin = []
     for channel in ("y", "rgb"):
-        register(Metric(f"psnr_{channel}", _full_reference(fidelity.psnr, channel), True, True,
-                        f"PSNR-{channel.upper()} (dB)"))
-        register(Metric(f"ssim_{channel}", _full_reference(fidelity.ssim, channel), True, True,
-                        f"SSIM-{channel.upper()}"))
-    register(Metric("niqe", _niqe, False, False, "NIQE", options=("convert", "crop")))
+        builtin.append(Metric(f"psnr_{channel}", _full_reference(fidelity.psnr, channel), True, True,
+                              f"PSNR-{channel.upper()} (dB)"))
+        builtin.append(Metric(f"ssim_{channel}", _full_reference(fidelity.ssim, channel), True, True,
+                              f"SSIM-{channel.upper()}"))
+    builtin.append(Metric("niqe", _niqe, False, False, "NIQE", options=("convert", "crop")))
+    for metric in builtin:
+        METRICS.setdefault(metric.name, metric)
 
 
 def _niqe(sr, hr=None, shave=0, convert="y", crop=0):
