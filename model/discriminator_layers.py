@@ -179,14 +179,11 @@ def check_input_size(discriminator, shape):
         InputSizeCheck(multiple, label=discriminator.name).check(shape)
 
 
-def _torch_conv_kernel(weight):
-    """PyTorch (out, in, kh, kw) -> Keras (kh, kw, in, out)."""
-    return np.transpose(np.asarray(weight, dtype=np.float32), (2, 3, 1, 0))
-
-
 def set_torch_conv(layer, state_dict, key):
     """Copy a PyTorch conv (plain: `key.weight`/`key.bias`; spectral norm: `key.weight_orig`, `key.weight_u`,
     `key.weight_v`) into a Keras Conv2D or SpectralConv2D. Returns the state-dict keys used."""
+    from model.import_weights import torch_to_keras_kernel
+
     used = []
 
     def take(name):
@@ -196,14 +193,14 @@ def set_torch_conv(layer, state_dict, key):
     if isinstance(layer, SpectralConv2D) and layer.spectral_norm:
         weight = take("weight_orig")
         out, cin, kh, kw = weight.shape
-        values = [_torch_conv_kernel(weight)]
+        values = [torch_to_keras_kernel(weight)]
         if layer.use_bias:
             values.append(take("bias"))
         # torch's v runs over (in, kh, kw); ours over (kh, kw, in), the order of Keras's flattened kernel.
         v = take("weight_v").reshape(cin, kh, kw).transpose(1, 2, 0).reshape(-1)
         values += [take("weight_u"), v]
     else:
-        values = [_torch_conv_kernel(take("weight"))]
+        values = [torch_to_keras_kernel(take("weight"))]
         if layer.use_bias:
             values.append(take("bias"))
     expected = [tuple(w.shape) for w in layer.weights]

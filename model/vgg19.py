@@ -106,6 +106,7 @@ def vgg19_features(layers=("conv5_4",), preprocessing="torch", width=1.0, name="
 
 
 def _read_torchvision(path):
+    from model.import_weights import torch_to_keras_kernel
     from model.torch_weights import read_state_dict
 
     state = read_state_dict(path)
@@ -113,7 +114,7 @@ def _read_torchvision(path):
     for conv, i in TORCHVISION_INDEX.items():
         w, b = state.get(f"features.{i}.weight"), state.get(f"features.{i}.bias")
         if w is not None and b is not None:
-            weights[conv] = [np.transpose(np.asarray(w, np.float32), (2, 3, 1, 0)), np.asarray(b, np.float32)]
+            weights[conv] = [torch_to_keras_kernel(w), np.asarray(b, np.float32)]
     return weights
 
 
