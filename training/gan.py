@@ -46,6 +46,7 @@ class GANTask(Task):
         self.perceptual = perceptual
         self.pixel_weight, self.perceptual_weight = float(pixel_weight), float(perceptual_weight)
         self.gan_weight, self.usm_target = float(gan_weight), bool(usm_target)
+        self.save_discriminator = True  # GANTrainer saves D after every epoch (--no-save-discriminator: off)
         import losses
 
         self.loss = losses.make_loss("mae")  # what train.py's checkpoint saver compiles the generator with
@@ -88,11 +89,9 @@ class GANTask(Task):
 class GANTrainer(Trainer):
     """The trainer, plus the discriminator saved after every epoch (models/discriminator/epoch-NNN.keras)."""
 
-    save_discriminator = True
-
     def _end_epoch(self, logs):
         d = self.task.networks.get("discriminator")
-        if d is not None and self.save_discriminator and getattr(self, "chief", True):
+        if d is not None and self.task.save_discriminator and getattr(self, "chief", True):
             path = os.path.join(self.run_dir, "models", "discriminator", f"epoch-{self.epoch + 1:03d}.keras")
             with atomic_path(path) as tmp:
                 d.save(tmp)
@@ -159,7 +158,7 @@ def make_gan_task(config, generator):
 
         hr = int(config["lr_patch"]) * int(config["scale"])
         check_input_size(d, (1, hr, hr, 3))  # a crop the D cannot take fails now, not in the first step
-    GANTrainer.save_discriminator = bool(config.get("save_discriminator", True))
+    task.save_discriminator = bool(config.get("save_discriminator", True))  # this run's, not every GANTrainer's
     return task
 
 
