@@ -19,7 +19,9 @@ returns a model that outputs them next to the logits.
 """
 import keras
 
-from model.discriminator_layers import InputSizeCheck, ResizeLike, SpectralConv2D, torch_conv_init
+from model.discriminator_layers import (InputSizeCheck, ResizeLike, SpectralConv2D, set_torch_batchnorm, set_torch_conv,
+                                        torch_conv_init)
+from utils import UserError
 
 SLOPE = 0.2
 
@@ -132,8 +134,6 @@ def with_attention_maps(discriminator):
         if layer.name.endswith("_alpha") and "attn_" in layer.name:
             outputs[layer.name[: -len("_alpha")]] = layer.output
     if not any(k.endswith("attn_1") for k in outputs):
-        from utils import UserError
-
         raise UserError(f"discriminator {discriminator.name!r} has no attention gates (an attention U-Net is needed)")
     return keras.Model(discriminator.input, outputs, name=f"{discriminator.name}_attention")
 
@@ -163,9 +163,6 @@ def load_torch_state_dict(discriminator, state_dict):
     `state_dict`: name -> numpy array (model.torch_weights.read_state_dict gives one without unpickling code;
     BasicSR's {"params": ...} nesting is undone by the caller). UserError when keys are missing or left over.
     """
-    from model.discriminator_layers import set_torch_batchnorm, set_torch_conv
-    from utils import UserError
-
     used = set()
     try:
         for layer in discriminator.layers:
