@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -288,12 +289,16 @@ class Trainer:
         meta = dict(self.position(), checkpoint=name,
                     monitor=self.validation.name if self.validation else None)
         arrays["meta"] = np.array(json.dumps(meta))
-        with atomic_path(os.path.join(self.run_dir, name)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            self._kill("checkpoint")  # tests: a kill while the state file is half-way to its name
-        with atomic_path(os.path.join(self.run_dir, STATE_FILE)) as tmp, open(tmp, "w") as f:
-            json.dump(meta, f, indent=1)
+        try:
+            with atomic_path(os.path.join(self.run_dir, name)) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+                self._kill("checkpoint")  # tests: a kill while the state file is half-way to its name
+            with atomic_path(os.path.join(self.run_dir, STATE_FILE)) as tmp, open(tmp, "w") as f:
+                json.dump(meta, f, indent=1)
+        except OSError as e:  # disk full, quota, read-only: the previous state (if any) is untouched
+            raise UserError(f"cannot save the run state in {self.run_dir}: {e.strerror or e}; the last good state "
+                            f"is {_last_good(self.run_dir)}: free space, then train.py --resume {self.run_dir}") from None
         for old in os.listdir(self.run_dir):
             if old.startswith("resume-") and old != name and (old.endswith(".npz") or old.endswith(".keras")):
                 with contextlib.suppress(OSError):
@@ -306,26 +311,29 @@ class Trainer:
             state = read_state(self.run_dir)
         self.build()
         path = os.path.join(self.run_dir, state["checkpoint"])
-        try:
-            stored = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot resume from {path}: {e}; start a new run") from None
-        with stored:
-            def restore(prefix, variables):
-                for k, v in enumerate(variables):
-                    key = f"{prefix}/{k}"
-                    if key not in stored or tuple(stored[key].shape) != tuple(v.shape):
-                        raise UserError(f"{path} does not match this run's networks ({key}); start a new run")
-                    v.assign(stored[key])
+        stored = _open_state_file(self.run_dir, path)
 
-            for name, net in self.task.networks.items():
-                restore(f"net/{name}", net.weights)
-            for phase, opt in self.task.optimizers.items():
-                restore(f"opt/{phase}", opt.variables)
-            for name, ema in self.ema.items():
-                ema.averages = [np.array(stored[f"ema/{name}/{k}"]) for k in range(len(ema.variables))]
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.global_step, self.best = int(state["global_step"]), state.get("best")
+        def restore(prefix, variables):
+            for k, v in enumerate(variables):
+                key = f"{prefix}/{k}"
+                if key not in stored or tuple(stored[key].shape) != tuple(v.shape):
+                    raise UserError(f"{path} does not match this run's networks ({key}); start a new run")
+                v.assign(stored[key])
+
+        try:
+            with stored:
+                for name, net in self.task.networks.items():
+                    restore(f"net/{name}", net.weights)
+                for phase, opt in self.task.optimizers.items():
+                    restore(f"opt/{phase}", opt.variables)
+                for name, ema in self.ema.items():
+                    ema.averages = [np.array(stored[f"ema/{name}/{k}"]) for k in range(len(ema.variables))]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:  # a damaged member
+            raise UserError(f"cannot resume {self.run_dir}: the state file {os.path.basename(path)} is corrupt "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+                            f"{_restart_hint(self.run_dir)}") from None
+        self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
+        self.best = state.get("best")
 
     # ----- loop ------------------------------------------------------------------------------------------
     def _handle_sigint(self, signum, frame):
@@ -479,7 +487,47 @@ def read_state(run_dir):
         raise UserError(f"cannot resume {run_dir}: corrupt run state {path} ({e}); start a new run") from None
     if not isinstance(state, dict) or "checkpoint" not in state or "epoch" not in state:
         raise UserError(f"cannot resume {run_dir}: {path} is not a train.py state file; start a new run")
+    for key in ("epoch", "step", "global_step"):
+        value = state.get(key)
+        if key in state and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise UserError(f"cannot resume {run_dir}: corrupt run state {path} ({key} is {value!r}, not a "
+                            f"step count); start a new run")
+    if not isinstance(state["checkpoint"], str) or os.path.basename(state["checkpoint"]) != state["checkpoint"]:
+        raise UserError(f"cannot resume {run_dir}: corrupt run state {path} (checkpoint {state['checkpoint']!r}); "
+                        f"start a new run")
+    if state.get("best") is not None and (isinstance(state["best"], bool)
+                                          or not isinstance(state["best"], (int, float))):
+        raise UserError(f"cannot resume {run_dir}: corrupt run state {path} (best is {state['best']!r}); "
+                        f"start a new run")
     if "global_step" not in state or not str(state["checkpoint"]).endswith(".npz"):
         raise UserError(f"cannot resume {run_dir}: it was written by an older train.py ({state['checkpoint']}); "
                         f"start a new run, e.g. with --pretrained-model {os.path.join(run_dir, 'models', '<last>.keras')}")
     return state
+
+
+def _open_state_file(run_dir, path):
+    """The resume-*.npz named by state.json, opened without pickles; UserError when missing or corrupt."""
+    hint = _restart_hint(run_dir)
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        stored.files  # noqa: B018  (reads the zip directory: a truncated file fails here)
+        return stored
+    except FileNotFoundError:
+        raise UserError(f"cannot resume {run_dir}: its state file {path} is missing; {hint}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        what = "truncated or not an .npz archive" if isinstance(e, (zipfile.BadZipFile, EOFError)) or \
+            "pickle" in str(e) else str(e)
+        raise UserError(f"cannot resume {run_dir}: the state file {os.path.basename(path)} is corrupt ({what}); "
+                        f"{hint}") from None
+
+
+def _restart_hint(run_dir):
+    """What to do when a run's only state file is unusable: its newest epoch checkpoint as a starting point."""
+    models = os.path.join(run_dir, "models")
+    names = sorted(n for n in os.listdir(models) if n.endswith(".keras")) if os.path.isdir(models) else []
+    if names:
+        return (f"no earlier state is kept; start a new run from its last checkpoint with --pretrained-model "
+                f"{os.path.join(models, names[-1])}")
+    return "no earlier state is kept; start a new run"
