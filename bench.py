@@ -354,7 +354,7 @@ def _validate(args):
         raise UserError(f"--tile-overlap {args.tile_overlap} is negative; give LR pixels of context (>= 0)")
     if args.tile is not None and args.tile <= 2 * args.tile_overlap:
         raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
-    import evaluation
+    from evaluation import scorer as evaluation
 
     evaluation.check_metrics(args.metrics or [])  # unknown names: one line listing the registered ones
     check_output_file(args.outfile, "-o")
@@ -371,7 +371,7 @@ def _reference_input(args, kind):
 
 
 def _metrics_for(args, reference):
-    import evaluation
+    from evaluation import scorer as evaluation
 
     if args.metrics:
         evaluation.check_metrics(args.metrics, reference=reference)
@@ -395,7 +395,7 @@ def main(argv=None):
     metric_options = {"niqe": {"convert": args.niqe_convert, "crop": args.niqe_crop}}
 
     import data
-    import evaluation
+    from evaluation import scorer as evaluation
 
     pairs_cache, images_cache = {}, {}
 

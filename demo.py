@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-import inference
+from evaluation import inference
 import utils
 from imaging import IMAGE_EXTS, READABLE_EXTS, read_image  # THE extension list and THE reader
 from utils import UserError
@@ -172,7 +172,7 @@ def make_figure(path, lr, sr, scale, hr=None, std=None, title=None):
     """The whole SR image beside zoomed crops of its most detailed region: LR | bicubic | SR (| HR), or for
     a log-variance model SR | predicted std (| |HR - SR|). uint8 lr/sr/hr; PSNR-Y (whole image) in titles."""
     import data
-    import figures
+    from visualization import figures
 
     tag = lambda img: f" {_psnr(hr, img, scale):.2f} dB" if hr is not None else ""  # noqa: E731
     size = zoom_size(sr.shape, scale)
@@ -276,7 +276,7 @@ def main(argv=None):
             logvar = out[..., 3:6]
             std = inference.logvar_to_std(logvar, loss_mode)
             _save_npy(os.path.join(args.output, stem + "_logvar.npy"), logvar)
-            import figures
+            from visualization import figures
 
             figures.uncertainty_figure(os.path.join(args.output, stem + "_uncertainty.png"), std,
                                        title=f"{stem}: predicted std (mean over RGB, {loss_mode})")

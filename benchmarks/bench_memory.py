@@ -83,7 +83,7 @@ def main(argv=None):
         import numpy as np
 
         import bench
-        import evaluation
+        from evaluation import scorer
         from conftest import smooth_image
 
         rng = np.random.default_rng(0)
@@ -96,7 +96,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         for i, path in enumerate(paths, 1):
             model = bench.load_checkpoint(path)
-            evaluation.evaluate(model, pairs, s, progress=False, name=path)
+            scorer.evaluate(model, pairs, s, progress=False, name=path)
             del model
             keras.backend.clear_session()  # as bench.py does after each checkpoint
             if i in REPORT_AT or i == len(paths):

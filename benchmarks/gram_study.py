@@ -144,13 +144,13 @@ def score(model, config, args):
     import numpy as np
 
     import data
-    import evaluation
-    import inference
+    from evaluation import scorer
+    from evaluation import inference
     from metrics import uncertainty
 
     scale = int(config["scale"])
     pairs = validation_pairs(config, args)
-    row = evaluation.evaluate(model, pairs, scale, shave=scale, tile=args.tile, progress=False)
+    row = scorer.evaluate(model, pairs, scale, shave=scale, tile=args.tile, progress=False)
     curves = None
     if config.get("pred_logvar"):
         loss_mode = config.get("loss_mode", "l2")
@@ -257,10 +257,10 @@ def main(argv=None):
         print(f"== {v}: scored {path}", flush=True)
 
     if args.bicubic:
-        import evaluation
+        from evaluation import scorer
 
         scale = int(config["scale"])
-        row = evaluation.evaluate("bicubic", validation_pairs(config, args), scale, shave=scale, progress=False)
+        row = scorer.evaluate("bicubic", validation_pairs(config, args), scale, shave=scale, progress=False)
         results = {"bicubic": {"run_dir": None, "checkpoint": None, "train_seconds": None, "row": row,
                                "curves": None}, **results}
     hw = hardware()

@@ -110,7 +110,7 @@ def worker_make(args):
 def worker_backends(args):
     import keras
 
-    import inference
+    from evaluation import inference
     import model as model_lib
 
     _threads(args.threads)
@@ -153,7 +153,7 @@ def worker_rrdbnet(args):
     else:
         import keras
 
-        import inference
+        from evaluation import inference
         import model as model_lib
 
         _threads(args.threads)
@@ -305,7 +305,7 @@ def part_options(args):
     """Ways of calling one model on images of different sizes (first pass includes compilation)."""
     import keras
 
-    import inference
+    from evaluation import inference
     import model as model_lib
     from conftest import smooth_image
 

@@ -118,7 +118,7 @@ def _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode="l2
     import keras
 
     if isinstance(model, keras.Model) or callable(model):
-        import inference
+        from evaluation import inference
 
         def predict(lr):
             return inference.super_resolve(model, lr, tile=tile, tile_overlap=tile_overlap, loss_mode=loss_mode,

@@ -1,4 +1,4 @@
-"""bench.py and evaluation.py: bicubic baseline against the literature, end-to-end runs, one-line errors."""
+"""bench.py and scorer.py: bicubic baseline against the literature, end-to-end runs, one-line errors."""
 import json
 import os
 import re
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bench
-import evaluation
+from evaluation import scorer
 import metrics
 from utils import UserError
 
@@ -103,18 +103,18 @@ def test_bench_benchmark_folder_without_lr(tiny_div2k, tiny_models, tmp_path):
 
 def test_evaluate_in_memory_triples(tiny_models):
     """train.py's validation path: (stem, lr, hr) arrays, shave 0, the seed-compatible RGB PSNR."""
-    import inference
+    from evaluation import inference
     import model as model_lib
 
     m = model_lib.load_model(tiny_models["paths"][0])
     rng = np.random.default_rng(0)
     lr = rng.integers(0, 256, (12, 14, 3), dtype=np.uint8)
     hr = rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)
-    row = evaluation.evaluate(m, [("a", lr, hr)], 2, shave=0, progress=False)
+    row = scorer.evaluate(m, [("a", lr, hr)], 2, shave=0, progress=False)
     sr = inference.super_resolve(m, lr)
     assert row["psnr_rgb"] == pytest.approx(metrics.psnr(hr, sr, 0, "rgb"))
     assert row["shave"] == 0 and row["num_images"] == 1
-    bic = evaluation.evaluate("bicubic", [("a", lr, hr)], 2, progress=False)
+    bic = scorer.evaluate("bicubic", [("a", lr, hr)], 2, progress=False)
     assert bic["model"] == "bicubic" and bic["shave"] == 2
 
 
@@ -168,7 +168,7 @@ def test_evaluate_logvar_model_adds_uncertainty():
     rng = np.random.default_rng(1)
     triples = [(f"i{k}", rng.integers(0, 256, (12, 12, 3), dtype=np.uint8),
                 rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for k in range(2)]
-    row = evaluation.evaluate(m, triples, 2, shave=0, progress=False)
+    row = scorer.evaluate(m, triples, 2, shave=0, progress=False)
     assert {"nll", "ause_rmse", "spearman", "calibration_error"} <= set(row["uncertainty"])
     assert row["uncertainty_pooling"] == "pixels of all images"
     assert "uncertainty" in row["per_image"]["i0"]
@@ -231,7 +231,7 @@ def test_niqe_beside_psnr_on_a_benchmark_folder(benchmark_set, tiny_models, tmp_
         assert r["metrics"] == ["psnr_y", "ssim_y", "niqe"] and r["shave"] == 2 and r["input"] == "lr"
         assert "psnr_rgb" not in r and r["metric_options"]["niqe"] == {"convert": "y", "crop": 0}
         assert r["niqe"] == pytest.approx(np.mean([v["niqe"] for v in r["per_image"].values()]))
-    hr = metrics.quantize(evaluation.bicubic_upscale(__import__("data").read_image(
+    hr = metrics.quantize(scorer.bicubic_upscale(__import__("data").read_image(
         str(benchmark_set / "LR_bicubic" / "X2" / "0801x2.png")), 2))
     assert rows[0]["per_image"]["0801"]["niqe"] == pytest.approx(niqe.niqe(hr))
     with pytest.raises(UserError, match=r"0801: NIQE needs .* 96x96 pixels; this one is 120x96, 116x92 after a "
@@ -277,7 +277,7 @@ def test_hr_input_on_a_benchmark_folder_with_a_model(benchmark_set, tiny_models,
     (row,) = json.loads((tmp_path / "h.results.json").read_text())["rows"]
     assert row["input"] == "hr" and row["kind"] == "benchmark" and row["per_image"]["0801"]["size"] == [240, 192]
     assert row["metric_options"]["niqe"] == {"convert": "gray", "crop": 8}
-    import inference
+    from evaluation import inference
     import model as model_lib
     from metrics import niqe
 
@@ -334,7 +334,7 @@ def test_inconsistent_lr_size_is_an_error_before_any_model_runs(benchmark_set, t
         bench.main(["--dataset", str(benchmark_set), "--bicubic", "--scale", "2", "-o", str(tmp_path / "b.json")])
     pairs = __import__("data").open_pairs(str(benchmark_set), 2)
     with pytest.raises(UserError, match="0802x2.png: LR 50x40"):  # evaluate itself checks too (train.py's path)
-        evaluation.evaluate("bicubic", pairs, 2, progress=False)
+        scorer.evaluate("bicubic", pairs, 2, progress=False)
     assert not (tmp_path / "b.json").exists()
 
 

@@ -81,7 +81,7 @@ def test_alpha_and_16_bit_kept(models, images, tmp_path):
     import cv2
 
     import data
-    import inference
+    from evaluation import inference
     import metrics
     import model as model_lib
 
@@ -131,7 +131,7 @@ def test_loss_mode_from_the_checkpoint(models, tmp_path):
 
 def test_zoom_figure_shows_the_detail(tmp_path):
     """The figure has the whole image plus crops at full resolution of the most detailed region."""
-    import figures
+    from visualization import figures
 
     img = np.full((120, 160, 3), 128, np.uint8)
     img[70:90, 100:120] = np.random.default_rng(0).integers(0, 255, (20, 20, 3))  # the only texture
@@ -230,7 +230,7 @@ def test_demo_unreadable_image_is_skipped(models, tmp_path, capsys):
 
 
 def test_out_of_memory_becomes_one_line_hint(models, images, tmp_path, capsys, monkeypatch):
-    import inference
+    from evaluation import inference
 
     def boom(*args, **kwargs):
         raise MemoryError()

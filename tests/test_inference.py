@@ -4,7 +4,7 @@ import pytest
 
 import keras
 
-import inference
+from evaluation import inference
 from conftest import jax_env, smooth_image
 
 
@@ -161,7 +161,8 @@ def test_jax_backend_tiles_jit_and_buckets(repo_root):
     import sys
 
     code = """
-import numpy as np, keras, inference
+import numpy as np, keras
+from evaluation import inference
 from test_inference import edsr_like
 from conftest import smooth_image
 assert keras.backend.backend() == "jax"

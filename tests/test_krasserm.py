@@ -88,13 +88,13 @@ def test_convert_cli_writes_loadable_model(tmp_path):
 def test_pretrained_wdsr_b_x4_set5(shared_dir):
     """krasserm's published WDSR-B (32 blocks, x4): >= 32.0 dB PSNR-Y on Set5 (32.09 measured independently)."""
     import data
-    import evaluation
+    from evaluation import scorer
     from model.krasserm import convert_krasserm_weights
 
     weights = shared_dir / "weights" / "krasserm-wdsr-b-32-x4" / "weights.h5"
     model = convert_krasserm_weights(str(weights), "wdsr-b-32", 4)
     pairs = data.open_pairs(shared_dir / "datasets" / "Set5", 4)
-    row = evaluation.evaluate(model, pairs, 4, progress=False)
+    row = scorer.evaluate(model, pairs, 4, progress=False)
     assert row["shave"] == 4
     assert row["psnr_y"] >= 32.0, row
     assert row["psnr_y"] == pytest.approx(32.09, abs=0.02)

@@ -113,12 +113,12 @@ TORCH_SET5_PSNR_Y = {"baby": 25.9007, "bird": 28.8584, "butterfly": 22.4354, "he
 
 def _realesrgan_row(shared_dir, stems):
     import data
-    import evaluation
+    from evaluation import scorer
 
     m = model.load_model(shared_dir / "weights" / "realesrgan-x4plus" / "RealESRGAN_x4plus.pth")  # converted in memory
     assert model.count_params(m) == 16_697_987 and model.model_scale(m) == 4
     pairs = [p for p in data.open_pairs(shared_dir / "datasets" / "Set5", 4) if p.stem in stems]
-    return evaluation.evaluate(m, pairs, 4, progress=False)
+    return scorer.evaluate(m, pairs, 4, progress=False)
 
 
 def test_realesrgan_x4plus_two_set5_images_match_pytorch(shared_dir):

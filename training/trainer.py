@@ -131,7 +131,7 @@ class Validation:
 
     def __call__(self, network, stop=lambda: False, hook=lambda: None):
         import data
-        import inference
+        from evaluation import inference
         import metrics
 
         scores, images = [], []
