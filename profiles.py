@@ -1,17 +1,11 @@
-"""Named model + training profiles (plain data), as in krasserm/wdsr's `train.py` and GRAM's `sr-resnet`.
+"""Named model + training profiles: inert data (imports nothing), as krasserm/wdsr's `train.py` and GRAM's.
 
 Each profile: {"arch": ..., "model": {build_model params}, "train": {loss, optimizer and schedule, batches}}.
-Every key is an option of the training schema (training/config.py) and is checked against it: an unknown key
-or a bad value is an error (`check()`; tests/test_profiles.py runs it on every profile). `flat(name)` is the
-profile as one dict; `resolve(name, overrides)` merges overrides (None = not given); `build_from_profile`
-builds the model. Learning rates step-decay by `lr_decay` at `lr_boundaries` (optimizer steps): krasserm
-halves every 200 epochs of 1000 steps, i.e. at 200k steps; 300 epochs in all.
+Every key is an option of the training schema (training/options.py); training/config.py checks every profile
+against it (`check_profiles`: an unknown key or a bad value is an error) and resolves a profile with the command
+line (`resolve`). Learning rates step-decay by `lr_decay` at `lr_boundaries` (optimizer steps): krasserm halves
+every 200 epochs of 1000 steps, i.e. at 200k steps; 300 epochs in all.
 """
-import copy
-
-from utils import UserError
-
-from training.config import MODEL_KEYS, OPTIONS, check_profile  # noqa: E402  (the one schema)
 
 _TRAIN = {
     "loss": "mae",
@@ -46,16 +40,21 @@ def _edsr(num_filters, num_res_blocks, res_scaling=None):
     }
 
 
-def _realesrgan(discriminator, batch_size, learning_rate=1e-4, epochs=400, perceptual_weight=1.0):
+def _realesrgan(discriminator, batch_size, learning_rate=1e-4, epochs=400):
+    """BasicSR's train_realesrnet_x4plus / train_realesrgan_x4plus / A-ESRGAN's train_*aesrgan_x4plus.yml:
+    Adam (0.9, 0.99) eps 1e-8, weight decay 0, G and D at the same rate, MultiStepLR halving at the last
+    iteration (so constant), EMA 0.999; pixel L1 1.0, perceptual 1.0 and GAN 0.1 with a discriminator."""
+    gan = {"discriminator": discriminator, "perceptual_weight": 1.0, "gan_weight": 0.1} if discriminator else {}
     return {
         "arch": "rrdbnet",
         "model": {"num_filters": 64, "num_res_blocks": 23, "growth_channels": 32, "pred_logvar": False},
-        "train": {**_TRAIN, "trainer_task": "realesrgan", "discriminator": discriminator or "none",
+        "train": {**_TRAIN, "trainer_task": "realesrgan", **gan,
                   "scale": 4, "lr_transform": "realesrgan", "realesrgan_crop": 400, "lr_patch": 64,
-                  "batch_size": batch_size,
-                  "loss": "mae", "learning_rate": learning_rate, "lr_boundaries": [epochs * 1000], "lr_decay": 0.5,
+                  "batch_size": batch_size, "loss": "mae", "pixel_weight": 1.0,
+                  "optimizer": "adam", "learning_rate": learning_rate, "beta_1": 0.9, "beta_2": 0.99,
+                  "epsilon": 1e-8, "weight_decay": 0.0, "lr_boundaries": [epochs * 1000], "lr_decay": 0.5,
                   "ema": True, "ema_decay": 0.999, "epochs": epochs, "steps_per_epoch": 1000,
-                  "perceptual_weight": perceptual_weight, "gan_weight": 0.1, "usm_target": True},
+                  "usm_target": True},
     }
 
 
@@ -93,60 +92,8 @@ PROFILES = {
     # Real-ESRNet / Real-ESRGAN / A-ESRGAN (training/gan.py; values from the sources' configs, batch = per GPU
     # of their 4): x4 RRDBNet on 256px GT crops of 400px HR patches degraded on the fly (realesrgan_crop), L1 (+ perceptual + GAN) against the
     # unsharp-masked GT, Adam (0.9, 0.99) eps 1e-8, EMA 0.999. Start from --pretrained-model.
-    "realesrnet-x4": _realesrgan(None, batch_size=12, learning_rate=2e-4, epochs=1000, perceptual_weight=0.0),
+    "realesrnet-x4": _realesrgan(None, batch_size=12, learning_rate=2e-4, epochs=1000),
     "realesrgan-x4": _realesrgan("unet-sn", batch_size=12),
     "aesrgan-x4": _realesrgan("attention-unet", batch_size=6),
     "aesrgan-multi-x4": _realesrgan("attention-unet-multiscale", batch_size=16),
 }
-
-
-def profile_names():
-    return list(PROFILES)
-
-
-def check():
-    """ValueError naming the profile and key when any profile is not valid data for the schema."""
-    for name, profile in PROFILES.items():
-        check_profile(name, profile)
-
-
-def flat(name):
-    """The profile as one flat dict {option: value} (plus "arch")."""
-    p = PROFILES[name]
-    return {"arch": p["arch"], **p["model"], **p["train"]}
-
-
-def resolve(profile, overrides=None, **kwargs):
-    """Merged config {"profile", "arch", "model", "train"} of a profile and overrides (None values ignored).
-
-    Overrides are flat keys (`num_filters=...`, `learning_rate=...`): model keys go to "model", all others to
-    "train". They may be given as a dict, as keyword arguments, or both.
-    """
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    config = copy.deepcopy(PROFILES[profile])
-    config["profile"] = profile
-    for key, value in {**(overrides or {}), **kwargs}.items():
-        if value is None:
-            continue
-        if key in MODEL_KEYS:
-            if key not in config["model"]:
-                raise UserError(f"profile {profile} ({config['arch']}) has no {key.replace('_', '-')} option")
-            config["model"][key] = OPTIONS[key].check(value, "override")
-        elif key == "arch":
-            raise UserError("the architecture comes from the profile; choose another profile instead")
-        elif key not in OPTIONS:
-            raise UserError(f"unknown option {key!r} for profile {profile}; see train.py --help")
-        else:
-            config["train"][key] = OPTIONS[key].check(value, "override")
-    return config
-
-
-def build_from_profile(profile, scale, **overrides):
-    """(model, config) for a profile at `scale`; config as `resolve` plus "scale". What train.py calls."""
-    from model import build_model
-
-    config = resolve(profile, **overrides)
-    config["scale"] = int(scale)
-    model = build_model(config["arch"], int(scale), **config["model"])
-    return model, config

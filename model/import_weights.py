@@ -228,7 +228,9 @@ def convert_torch_weights(path, profile=None, scale=None, pred_logvar=False):
     if profile is not None:
         import profiles
 
-        resolved = profiles.resolve(profile)
+        resolved = profiles.PROFILES.get(profile)  # inert data: {"arch", "model", "train"}
+        if resolved is None:
+            raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(profiles.PROFILES)}")
         if resolved["arch"] != "rrdbnet":
             raise UserError(f"{source} holds RRDBNet weights but profile {profile} is {resolved['arch']}; "
                             "use --profile rrdbnet (or leave it out: the sizes come from the file)")

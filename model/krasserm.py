@@ -96,9 +96,10 @@ def build_target(profile, scale):
     """This project's model for a profile name (profiles.PROFILES, or e.g. wdsr-b-4 for other depths)."""
     import profiles
 
-    if profile in profiles.PROFILES:
-        return profiles.build_from_profile(profile, scale)[0]
     import model as model_lib
+
+    if profile in profiles.PROFILES:  # inert data: the profile's architecture and model values
+        return model_lib.build_model(profiles.PROFILES[profile]["arch"], scale, **profiles.PROFILES[profile]["model"])
 
     m = re.fullmatch(r"(wdsr-[ab])-(\d+)", profile)
     if not m:

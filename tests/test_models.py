@@ -9,6 +9,7 @@ import pytest
 
 import model
 import profiles
+from training import config as schema
 from conftest import jax_env
 from utils import UserError
 
@@ -29,7 +30,7 @@ def lr_batch(seed=0, n=1, h=H, w=W):
     ("wdsr-b-32", 2, {}, 0.59),
 ])
 def test_seed_table_param_counts(profile, scale, overrides, expected):
-    m, config = profiles.build_from_profile(profile, scale, **overrides)
+    m, config = schema.build_from_profile(profile, scale, **overrides)
     assert round(model.count_params(m) / 1e6, 2) == expected
     text = model.describe(m)
     assert "Total params:" in text
@@ -38,7 +39,7 @@ def test_seed_table_param_counts(profile, scale, overrides, expected):
 
 
 def test_wdsr_b_exact_count():
-    m, _ = profiles.build_from_profile("wdsr-b-32", 2)
+    m, _ = schema.build_from_profile("wdsr-b-32", 2)
     assert model.count_params(m) == 593852
     # Keras's own total also counts the redundant g: one per output channel of every weight-norm conv.
     g = sum(layer.filters for layer in model.weightnorm_layers(m))
@@ -78,7 +79,7 @@ def test_profile_builds_runs_and_round_trips(profile, scale, tmp_path):
     if scale not in model.arch_scales(profiles.PROFILES[profile]["arch"]):
         pytest.skip(f"{profile} has no x{scale}")
     deep = profiles.PROFILES[profile]["model"]["num_res_blocks"] > DEEP
-    m, config = profiles.build_from_profile(profile, scale, num_res_blocks=4 if deep and scale != 4 else None)
+    m, config = schema.build_from_profile(profile, scale, num_res_blocks=4 if deep and scale != 4 else None)
     x = lr_batch(scale)
     y = keras.ops.convert_to_numpy(m(x, training=False))
     assert y.shape == (1, H * scale, W * scale, 3)
@@ -89,8 +90,8 @@ def test_profile_builds_runs_and_round_trips(profile, scale, tmp_path):
     assert len(set(names)) == len(names)
     assert all(f"scale_{scale}" in n for n in names if "scale_" in n)
 
-    if config["model"]["num_res_blocks"] > DEEP:
-        m, _ = profiles.build_from_profile(profile, scale, num_res_blocks=4)
+    if config["num_res_blocks"] > DEEP:
+        m, _ = schema.build_from_profile(profile, scale, num_res_blocks=4)
         y = keras.ops.convert_to_numpy(m(x, training=False))
     path = tmp_path / "m.keras"
     m.save(path)

@@ -6,6 +6,7 @@ import pytest
 import model
 import profiles
 from optimizer import make_optimizer, make_schedule
+from training import config as schema
 from utils import UserError
 
 EXPECTED = {"wdsr-a-8", "wdsr-a-16", "wdsr-a-32", "wdsr-b-8", "wdsr-b-16", "wdsr-b-32", "edsr-8", "edsr-16", "edsr",
@@ -34,11 +35,12 @@ def test_profiles_are_plain_data_with_seed_values():
 
 
 def test_resolve_merges_overrides_and_ignores_none():
-    c = profiles.resolve("wdsr-a-32", res_expansion=6, learning_rate=5e-4, num_filters=None, batch_size=None)
-    assert c["model"]["res_expansion"] == 6 and c["train"]["learning_rate"] == 5e-4
-    assert c["model"]["num_filters"] == 32 and c["train"]["batch_size"] == 16
+    c = schema.resolve(dict(profile="wdsr-a-32", res_expansion=6, learning_rate=5e-4, num_filters=None,
+                            batch_size=None))
+    assert c["res_expansion"] == 6 and c["learning_rate"] == 5e-4
+    assert c["num_filters"] == 32 and c["batch_size"] == 16
     assert c["profile"] == "wdsr-a-32" and c["arch"] == "wdsr-a"
-    assert profiles.resolve("edsr-16", {"num_init_batches": 4})["train"]["num_init_batches"] == 4
+    assert schema.resolve({"profile": "edsr-16", "num_init_batches": 4})["num_init_batches"] == 4
     # resolve never mutates the table
     assert profiles.PROFILES["wdsr-a-32"]["model"]["res_expansion"] == 4
 
@@ -48,22 +50,22 @@ def test_every_profile_is_valid_schema_data_and_unknown_keys_are_errors(monkeypa
 
     from training import config
 
-    profiles.check()  # every key of every profile is a declared option with a valid value
+    schema.check_profiles()  # every key of every profile is a declared option with a valid value
     bad = copy.deepcopy(profiles.PROFILES)
     bad["edsr-16"]["train"]["learning_rte"] = 1e-4  # a typo must not be silently ignored
     monkeypatch.setattr(profiles, "PROFILES", bad)
     with pytest.raises(ValueError, match="edsr-16.*learning_rte"):
-        profiles.check()
+        schema.check_profiles()
     with pytest.raises(ValueError, match="learning_rte"):
         config.resolve({"profile": "edsr-16"})
     bad["edsr-16"]["train"].pop("learning_rte")
     bad["edsr-16"]["train"]["batch_size"] = 0  # values are checked by the option's validator
     with pytest.raises(ValueError, match="batch-size 0"):
-        profiles.check()
+        schema.check_profiles()
     bad["edsr-16"]["train"]["batch_size"] = 16
     bad["edsr-16"]["train"]["degradation"] = {"jpeg_rnage": [30, 95]}  # the pipeline's own key check
     with pytest.raises(ValueError, match="jpeg_rnage"):
-        profiles.check()
+        schema.check_profiles()
 
 
 def test_gan_profiles_use_real_esrgans_crop_recipe():
@@ -108,14 +110,14 @@ def test_adding_an_option_is_one_declaration(monkeypatch):
 
 def test_resolve_rejects_bad_input():
     with pytest.raises(UserError, match="wdsr-a-16.*edsr"):
-        profiles.resolve("wdsr-c-16")
+        schema.resolve({"profile": "wdsr-c-16"})
     with pytest.raises(UserError, match="res-expansion"):
-        profiles.resolve("edsr-16", res_expansion=6)
+        schema.resolve({"profile": "edsr-16", "res_expansion": 6})
 
 
 def test_build_from_profile():
-    m, c = profiles.build_from_profile("wdsr-b-8", 3, num_res_blocks=1, pred_logvar=True)
-    assert c["scale"] == 3 and c["model"]["num_res_blocks"] == 1
+    m, c = schema.build_from_profile("wdsr-b-8", 3, num_res_blocks=1, pred_logvar=True)
+    assert c["scale"] == 3 and c["num_res_blocks"] == 1
     assert model.model_scale(m) == 3 and model.predicts_logvar(m)
 
 
@@ -151,3 +153,66 @@ def test_optimizer_round_trips_in_saved_model(tmp_path):
     loaded.fit(x, y, batch_size=2, epochs=1, verbose=0)  # resumes training
     with pytest.raises(UserError, match="optimizer"):
         make_optimizer("rmsprop")
+
+
+def test_profiles_module_is_inert_data():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(profiles.__file__).read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_gan_profiles_equal_the_reference_configurations():
+    """../shared/reference/aesrgan-realesrgan-facts.md section 3 (BasicSR / A-ESRGAN option files)."""
+    expected = {"realesrnet-x4": ("none", 2e-4, 12, 1000), "realesrgan-x4": ("unet-sn", 1e-4, 12, 400),
+                "aesrgan-x4": ("attention-unet", 1e-4, 6, 400),
+                "aesrgan-multi-x4": ("attention-unet-multiscale", 1e-4, 16, 400)}
+    for name, (d, lr, batch, kiters) in expected.items():
+        c = schema.resolve({"profile": name})
+        assert (c["discriminator"], c["learning_rate"], c["batch_size"]) == (d, lr, batch), name
+        assert c["epochs"] * c["steps_per_epoch"] == kiters * 1000 and c["lr_boundaries"] == [kiters * 1000]
+        assert (c["beta_1"], c["beta_2"], c["epsilon"], c["weight_decay"]) == (0.9, 0.99, 1e-8, 0.0)
+        assert (c["ema"], c["ema_decay"], c["pixel_weight"], c["usm_target"]) == (True, 0.999, 1.0, True)
+        assert (c["perceptual_weight"], c["gan_weight"]) == ((0.0, 0.1) if d == "none" else (1.0, 0.1))
+        for network in ("generator", "discriminator"):
+            opt = make_optimizer(c, network)
+            assert isinstance(opt, keras.optimizers.Adam) and not isinstance(opt, keras.optimizers.AdamW)
+            assert (opt.beta_1, opt.beta_2, opt.epsilon) == (0.9, 0.99, 1e-8)
+
+
+def test_optimizer_factory_per_network_and_fp16_scaling():
+    c = schema.resolve({"profile": "realesrgan-x4", "d_learning_rate": 3e-4, "optimizer": "adamw",
+                        "weight_decay": 0.01, "clipnorm": 2.0, "mixed_precision": "fp16"})
+    g, d = make_optimizer(c, "generator"), make_optimizer(c, "discriminator")
+    for opt in (g, d):
+        assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
+        inner = opt.inner_optimizer
+        assert isinstance(inner, keras.optimizers.AdamW) and inner.weight_decay == pytest.approx(0.01)
+        assert inner.clipnorm == 2.0 and inner.beta_2 == 0.99
+    lr = lambda opt: float(keras.ops.convert_to_numpy(opt.inner_optimizer.learning_rate))  # noqa: E731
+    assert lr(g) == pytest.approx(1e-4) and lr(d) == pytest.approx(3e-4)
+    with pytest.raises(ValueError, match="network"):
+        make_optimizer(c, "critic")
+
+
+def test_every_boolean_option_has_a_no_form():
+    parser = schema.build_parser([])
+    for option in schema.OPTIONS.values():
+        if option.type is bool:
+            flag = "--no-" + option.flag[2:]
+            args = parser.parse_args([flag])
+            assert getattr(args, option.name) is False, flag
+    c = schema.resolve(parser.parse_args(["-p", "rrdbnet", "--no-ema"]))
+    assert c["ema"] is False and schema.resolve({"profile": "rrdbnet"})["ema"] is True
+
+
+def test_options_that_cannot_act_are_errors():
+    for words in (["--degradation", "final_sinc_prob=0.5"], ["--discriminator", "unet-sn"],
+                  ["--perceptual-weight", "1"], ["--vgg-weights", "vgg.pth"], ["--gan-weight", "0.2"]):
+        with pytest.raises(UserError, match="no effect"):
+            schema.resolve(schema.build_parser(words).parse_args(["-p", "edsr-16", *words]))
+    with pytest.raises(UserError, match="final_sinc_prob"):
+        schema.resolve({"profile": "realesrgan-x4", "degradation": ["final_sinc_prob=abc"]})
+    with pytest.raises(UserError, match="--seed -1"):
+        schema.resolve({"seed": -1})

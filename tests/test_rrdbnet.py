@@ -27,10 +27,11 @@ def test_param_counts_match_real_esrgan(scale, expected):
     """Full width, 1 and 2 blocks: the 23-block count follows exactly (the blocks are identical; building the
     16.7M-parameter model three times would cost ~40 s here; test_models builds the profile itself)."""
     import profiles
+    from training import config as schema
 
     counts = []
     for blocks in (1, 2):
-        m, config = profiles.build_from_profile("rrdbnet", scale, num_res_blocks=blocks)
+        m, config = schema.build_from_profile("rrdbnet", scale, num_res_blocks=blocks)
         counts.append(model.count_params(m))
         assert m.count_params() == counts[-1]
     assert counts[1] - counts[0] == 719_424  # one RRDB (3 RDBs of 239,808)

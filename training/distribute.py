@@ -30,31 +30,6 @@ ENV_NUM_PROCESSES = ("SISR_NUM_PROCESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "
 ENV_PROCESS_ID = ("SISR_PROCESS_ID", "KERAS_DISTRIBUTION_PROCESS_ID", "RANK", "SLURM_PROCID")
 ENV_DEVICES = ("SISR_DEVICES",)
 
-def _declare_options():
-    """--devices, --coordinator, --num-processes, --process-id, --mixed-precision in the one option schema
-    (training/config.py imports this module for it). The four launch options describe this process, not the
-    run: they are not recorded in args.json and may be given with --resume (a run resumes on any device count)."""
-    from training import config
-
-    O = config.Option
-    launch = dict(group="devices", record=False, resume_ok=True)
-    config.add_option(O("devices", str, None, "data-parallel devices of this process: a number or 'all' (GPUs, "
-                        "else CPU devices; JAX on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N); "
-                        "--batch-size is the global batch, split evenly over all devices of all processes "
-                        "(env SISR_DEVICES; default 1, with several processes all)", metavar="N|all", **launch))
-    config.add_option(O("coordinator", str, None, "several processes or hosts: HOST:PORT of process 0 (JAX); "
-                        "TensorFlow takes every worker's HOST:PORT comma-separated in process order, or TF_CONFIG "
-                        "(env SISR_COORDINATOR; torchrun's MASTER_ADDR:MASTER_PORT)", metavar="HOST:PORT", **launch))
-    config.add_option(O("num_processes", int, None, "number of processes of the job, one per host or per GPU "
-                        "(env SISR_NUM_PROCESSES, WORLD_SIZE, SLURM_NTASKS)", validator=config.positive, **launch))
-    config.add_option(O("process_id", int, None, "index of this process, 0 = chief: it alone validates, saves "
-                        "checkpoints and logs (env SISR_PROCESS_ID, RANK, SLURM_PROCID)",
-                        validator=config.non_negative, **launch))
-    config.add_option(O("mixed_precision", str, "none", "compute in bfloat16 (bf16) or float16 (fp16, with dynamic "
-                        "loss scaling) with float32 weights; output layers, losses and metrics stay float32",
-                        "devices", choices=("none", "bf16", "fp16")))
-
-
 POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
@@ -467,12 +442,10 @@ def keep_outputs_float32(network):
 
 
 def loss_scaled(optimizer, mode):
-    """fp16: the optimizer wrapped in Keras's dynamic loss scaling (bf16 has float32's range and needs none)."""
-    import keras
+    """fp16 loss scaling: the optimizer factory's (optimizer.loss_scaled), which every network's optimizer gets."""
+    from optimizer import loss_scaled as scaled
 
-    if mode == "fp16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
+    return scaled(optimizer, mode)
 
 
 def float32_network(network):
@@ -502,6 +475,3 @@ def float32_network(network):
         keras.mixed_precision.set_dtype_policy(previous)
     copy.set_weights(network.get_weights())
     return copy
-
-
-_declare_options()
