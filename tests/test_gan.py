@@ -45,7 +45,12 @@ from degradations import RealESRGANTransform
 from losses.perceptual import LAYER_WEIGHTS, PerceptualLoss
 from model.discriminator_layers import SpectralConv2D
 from model.vgg19 import vgg19_features
-from training.gan import GANTask, GANTrainer, basicsr_adam
+from optimizer import make_optimizer
+from training.gan import GANTask, GANTrainer
+
+
+def adam(lr):  # BasicSR's Adam
+    return make_optimizer("adam", learning_rate=lr, beta_2=0.99, epsilon=1e-8)
 
 
 def make(seed=0):
@@ -54,7 +59,8 @@ def make(seed=0):
     keras.utils.set_random_seed(seed)
     g = model.build_model("rrdbnet", 4, num_filters=4, num_res_blocks=1, growth_channels=4)
     d = model.build_discriminator(discriminator, num_feat=4)
-    return GANTask(g, d, basicsr_adam(1e-3), basicsr_adam(1e-3), perceptual=vgg, ema_decay=0.9)
+    return GANTask(g, d, adam(1e-3), adam(1e-3), perceptual=vgg, perceptual_weight=1.0, usm_target=True,
+                   ema_decay=0.9)
 
 
 def trainer(task, run_dir, epochs):
@@ -180,3 +186,86 @@ def test_perceptual_loss_without_vgg_weights_is_one_line_error(tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: the perceptual loss needs ImageNet VGG19 weights") and "vgg19-dcbb9e9d.pth" in err[-1]
     assert not list(tmp_path.iterdir())  # no run directory
+
+
+def test_task_defaults_are_the_option_schema_defaults():
+    import inspect
+
+    from training import config as schema
+    from training.gan import GANTask
+
+    params = inspect.signature(GANTask).parameters
+    for name in ("pixel_weight", "perceptual_weight", "gan_weight", "usm_target"):
+        assert params[name].default == schema.OPTIONS[name].default, name
+    # the Real-ESRGAN profiles: BasicSR's weights (train_realesrgan_x4plus.yml) and Adam (0.9, 0.99) eps 1e-8
+    gan, net = schema.resolve({"profile": "realesrgan-x4"}), schema.resolve({"profile": "realesrnet-x4"})
+    assert (gan["pixel_weight"], gan["perceptual_weight"], gan["gan_weight"], gan["usm_target"]) == (1.0, 1.0, 0.1, True)
+    assert (net["pixel_weight"], net["perceptual_weight"]) == (1.0, 0.0)
+    assert (gan["beta_1"], gan["beta_2"], gan["epsilon"], gan["learning_rate"]) == (0.9, 0.99, 1e-8, 1e-4)
+
+
+def test_usm_target_matches_the_pipeline_and_basicsr():
+    """losses.usm.usm_sharp (the step's, for paired batches) = degradations' numpy usm_sharp (the loader's) and,
+    when installed, BasicSR's USMSharp; the sharpening changes the image (the test can fail)."""
+    from degradations.pipeline import usm_sharp as numpy_usm
+    from losses.usm import usm_sharp
+    from testing.reference import import_reference
+
+    rng = np.random.default_rng(0)
+    hr = np.repeat(np.repeat(rng.integers(0, 256, (2, 12, 10, 3)), 4, axis=1), 4, axis=2).astype(np.float32)
+    ours = np.asarray(usm_sharp(hr))
+    assert np.abs(ours - hr).max() > 10
+    for k in range(2):
+        np.testing.assert_allclose(ours[k], numpy_usm(hr[k] / 255.0) * 255.0, atol=2e-3)
+    utils = import_reference("basicsr.utils")
+    if utils is not None:
+        import torch
+
+        x = torch.from_numpy(hr / np.float32(255)).permute(0, 3, 1, 2).contiguous()
+        ref = utils.USMSharp()(x).permute(0, 2, 3, 1).numpy() * 255
+        np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_one_generator_forward_and_d_sees_the_pre_update_sr():
+    """The D phase takes the G phase's SR (before G's update, gradient stopped), as BasicSR's output.detach():
+    D's update is the same whether G's learning rate is 1e-2 or 0, and the step calls G once. Paired batches
+    (no hr_usm) get the sharpened GT as the L1 target."""
+    import keras
+
+    import model
+    from losses.usm import usm_sharp
+    from optimizer import make_optimizer
+    from training.backend import make_train_step
+    from training.gan import GANTask
+
+    rng = np.random.default_rng(1)
+    batch = {"lr": rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32),
+             "hr": rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)}
+
+    def run(g_lr):
+        keras.utils.set_random_seed(0)
+        g = model.build_model("rrdbnet", 4, num_filters=4, num_res_blocks=1, growth_channels=4)
+        d = model.build_discriminator("unet-sn", num_feat=4)
+        calls = []
+        call = g.call
+        g.call = lambda *a, **k: calls.append(1) or call(*a, **k)
+        task = GANTask(g, d, make_optimizer("adam", learning_rate=g_lr), make_optimizer("adam", learning_rate=1e-2),
+                       usm_target=True)
+        task.build(batch)
+        sr0 = keras.ops.convert_to_numpy(g(batch["lr"]))
+        d0 = [keras.ops.convert_to_numpy(w).copy() for w in d.weights]
+        calls.clear()
+        logs = make_train_step(task)(batch)
+        n_calls = len(calls)
+        dw = [keras.ops.convert_to_numpy(w) - w0 for w, w0 in zip(d.weights, d0)]
+        return logs, n_calls, dw, sr0, g
+
+    logs, n_calls, dw, sr0, g = run(1e-2)
+    assert n_calls == 1  # traced once on TensorFlow: one generator forward in the step's graph
+    l1 = np.abs(sr0 - np.asarray(usm_sharp(batch["hr"]))).mean() / 255
+    np.testing.assert_allclose(float(logs["l1"]), l1, rtol=1e-5)
+    logs_frozen, _, dw_frozen, _, _ = run(0.0)
+    np.testing.assert_allclose(float(logs_frozen["discriminator_loss"]), float(logs["discriminator_loss"]), rtol=1e-6)
+    assert max(np.abs(a).max() for a in dw) > 1e-4
+    for a, b in zip(dw, dw_frozen):
+        np.testing.assert_allclose(a, b, atol=1e-7)

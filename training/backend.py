@@ -2,12 +2,14 @@
 
 `make_train_step(task, jit_compile)` returns `step(batch) -> {name: scalar}` that runs every phase of the
 task in order (each phase: losses, gradients of that network's trainable variables, its optimizer's update)
-and leaves all variables updated in place, so a checkpoint can be written after any step.
+and leaves all variables updated in place, so a checkpoint can be written after any step. A phase may hand
+values to the later ones (`task.phase_losses`'s handoff, e.g. a GAN's SR): they are computed before that
+phase's optimizer update and reach the later phases with the gradient stopped (BasicSR's `output.detach()`).
 
 - TensorFlow: `tf.GradientTape` inside one `tf.function` (XLA with jit_compile=True).
 - JAX: a pure function of (network values, optimizer values, batch) under `keras.StatelessScope`,
-  `jax.value_and_grad` per phase, `optimizer.stateless_apply`; jitted; the state is threaded from phase to
-  phase (the discriminator phase sees the generator just updated), then written back to the variables.
+  `jax.value_and_grad(has_aux=True)` per phase (the handoff rides in the aux), `optimizer.stateless_apply`;
+  jitted; the state is threaded from phase to phase, then written back to the variables.
 - PyTorch: `backward()` per phase, gradients cleared before each phase.
 
 Logged names: "loss" (the phase total; "<phase>_loss" with several phases) plus the task's terms.
@@ -36,17 +38,19 @@ def _tensorflow_step(task, jit_compile, grad_transform):
     import tensorflow as tf
 
     def step(batch):
-        logs = {}
+        logs, carry = {}, {}
         for phase in task.phases:
             opt = task.optimizers[phase]
             variables = task.trainable_variables(phase)
             with tf.GradientTape() as tape:
-                total, terms = task.compute_losses(phase, batch, training=True)
+                total, terms, handoff = task.phase_losses(phase, batch, carry)
                 scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
             grads = tape.gradient(scaled, variables)
             if grad_transform is not None:
                 grads = grad_transform(phase, grads)
+            # automatic control dependencies read the handoff's variables before this update writes them
             opt.apply(grads, variables)
+            carry.update({k: tf.stop_gradient(v) for k, v in handoff.items()})
             logs[loss_key(task, phase)] = total
             logs.update(terms)
         return logs
@@ -77,11 +81,11 @@ def _jax_step(task, jit_compile, grad_transform):
     def pure(net_values, opt_values, batch):
         net_values = list(net_values)
         opt_values = {p: list(v) for p, v in opt_values.items()}
-        logs = {}
+        logs, carry = {}, {}
         for phase in phases:
             idx = train_idx[phase]
 
-            def loss_fn(train_values, net_values, phase=phase, idx=idx, opt_state=opt_values[phase]):
+            def loss_fn(train_values, net_values, phase=phase, idx=idx, opt_state=opt_values[phase], carry=carry):
                 values = list(net_values)
                 for i, t in zip(idx, train_values):
                     values[i] = t
@@ -89,18 +93,20 @@ def _jax_step(task, jit_compile, grad_transform):
                 # otherwise be traced as the constant initial value (fp16 then skips every step)
                 mapping = list(zip(net_vars, values)) + list(zip(opt_vars[phase], opt_state))
                 with keras.StatelessScope(state_mapping=mapping) as scope:
-                    total, terms = task.compute_losses(phase, batch, training=True)
+                    total, terms, handoff = task.phase_losses(phase, batch, carry)
                     scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
                 # non-trainable updates made during the call (BatchNorm statistics, seed generators)
                 updated = []
                 for v, old in zip(net_vars, values):
                     new = scope.get_current_value(v)
                     updated.append(old if new is None else new)
-                return scaled, (total, terms, updated)
+                return scaled, (total, terms, updated, handoff)
 
             opt = task.optimizers[phase]
             train_values = [net_values[i] for i in idx]
-            (_, (total, terms, updated)), grads = jax.value_and_grad(loss_fn, has_aux=True)(train_values, net_values)
+            (_, (total, terms, updated, handoff)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                train_values, net_values)
+            carry = dict(carry, **{k: jax.lax.stop_gradient(v) for k, v in handoff.items()})
             if grad_transform is not None:
                 grads = grad_transform(phase, grads)
             new_train, opt_values[phase] = opt.stateless_apply(opt_values[phase], grads, train_values)
@@ -134,15 +140,16 @@ def _torch_step(task, grad_transform):
 
     def step(batch):
         batch = {k: keras.ops.convert_to_tensor(v) for k, v in batch.items()}
-        logs = {}
+        logs, carry = {}, {}
         for phase in task.phases:
             opt = task.optimizers[phase]
             variables = task.trainable_variables(phase)
             for v in all_vars:  # the previous phase's backward also reached this network's weights
                 v.value.grad = None
-            total, terms = task.compute_losses(phase, batch, training=True)
+            total, terms, handoff = task.phase_losses(phase, batch, carry)
             scaled = opt.scale_loss(total) if hasattr(opt, "scale_loss") else total
             scaled.backward()
+            carry.update({k: v.detach() for k, v in handoff.items()})
             grads = [v.value.grad for v in variables]
             if grad_transform is not None:
                 grads = grad_transform(phase, grads)

@@ -1,44 +1,41 @@
-"""Real-ESRNet / Real-ESRGAN / A-ESRGAN training as a `Task` of the trainer (BasicSR's recipe).
+"""Real-ESRNet / Real-ESRGAN / A-ESRGAN training as a `Task` of the trainer (BasicSR's RealESRGANModel step).
 
-Each step (phases "generator" then "discriminator"):
-1. G: l1 = mean|SR - T| (images in [0, 1], as BasicSR) + perceptual(T, SR) (VGG19 before ReLU, 0.1/0.1/1/1/1)
-   + gan_weight * sum over D outputs of BCE(D(SR), 1); T = the unsharp-masked GT `hr_usm` with --usm-target
-   (Real-ESRGAN's l1_gt_usm / percep_gt_usm), else `hr`.
-2. D: sum over outputs of BCE(D(hr), 1) + BCE(D(stop_gradient(SR)), 0) on the plain GT (gan_gt_usm False).
-Every D pass runs in training mode (BatchNorm batch statistics, one spectral-norm power iteration), as BasicSR's
-net_d.train() does for the G-step pass and both D-step passes. The D phase runs G again (no gradient) on the
-generator just updated: the trainer's phases are separate functions (BasicSR reuses the pre-update SR; the
-difference is one optimizer step of G). Adam lr 1e-4 (G and D), betas (0.9, 0.99), eps 1e-8; EMA of G 0.999 is
-what is validated and saved. Logged: l1, perceptual, gan (G), d_loss_real, d_loss_fake, d_real, d_fake (D's
-mean sigmoid on real and fake), p_fake_g (mean sigmoid of D on SR during the G step).
+Each step (phases "generator" then "discriminator"), ONE generator forward:
+1. G: SR = G(lr); l1 = mean|SR - T| (images in [0, 1], as BasicSR) + perceptual(T, SR) (VGG19 before ReLU,
+   0.1/0.1/1/1/1) + gan_weight * sum over D outputs of BCE(D(SR), 1); T = the unsharp-masked GT with --usm-target
+   (Real-ESRGAN's l1_gt_usm / percep_gt_usm: the pipeline's `hr_usm`, or, for paired batches, the GT sharpened
+   in the step as realesrgan_model.py's feed_data does), else `hr`. The phase hands SR on (computed before G's
+   update).
+2. D: sum over outputs of BCE(D(hr), 1) + BCE(D(SR), 0) on the plain GT (gan_gt_usm False), SR the G phase's
+   under stop_gradient (BasicSR's `self.output.detach()`).
+Every D pass runs in training mode (BatchNorm batch statistics, one spectral-norm power iteration), in BasicSR's
+order: D(fake) in the G phase, D(real) then D(fake) in the D phase. Optimizers come from the one factory
+(optimizer.make_optimizer(config, network)); the profiles give BasicSR's Adam (0.9, 0.99), eps 1e-8, lr 1e-4.
+Logged: l1, perceptual, gan (G), d_loss_real, d_loss_fake, d_real, d_fake (D's mean sigmoid on real and fake),
+p_fake_g (mean sigmoid of D on SR during the G step).
 Checkpoints: the resume state holds G, EMA of G, D and both optimizers (the trainer saves every network of a
 task); `GANTrainer` also writes models/discriminator/epoch-NNN.keras after every epoch.
 """
 import math
 import os
 
-import keras
 from keras import ops
 
 from losses.adversarial import gan_loss, mean_probability
+from losses.usm import usm_sharp
 from training.task import Task
 from training.trainer import Trainer
 from utils import UserError, atomic_path
 
-ADAM = {"beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-8}  # BasicSR's Adam (Keras defaults: 0.999, 1e-7)
-
-
-def basicsr_adam(learning_rate, boundaries=None, decay=0.5):
-    from optimizer.schedules import make_schedule
-
-    return keras.optimizers.Adam(learning_rate=make_schedule(learning_rate, boundaries, decay), **ADAM)
-
 
 class GANTask(Task):
-    """networks {"generator": G, "discriminator": D} (D None: pixel + perceptual only, Real-ESRNet)."""
+    """networks {"generator": G, "discriminator": D} (D None: pixel + perceptual only, Real-ESRNet).
+
+    The weights' defaults are the option schema's (--pixel-weight 1, --perceptual-weight 0, --gan-weight 0.1,
+    --usm-target off); the profiles set BasicSR's (tests/test_gan.py checks both)."""
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer=None, perceptual=None,
-                 pixel_weight=1.0, perceptual_weight=1.0, gan_weight=0.1, usm_target=True, ema_decay=0.999):
+                 pixel_weight=1.0, perceptual_weight=0.0, gan_weight=0.1, usm_target=False, ema_decay=None):
         networks, optimizers = {"generator": generator}, {"generator": g_optimizer}
         if discriminator is not None:
             networks["discriminator"], optimizers["discriminator"] = discriminator, d_optimizer
@@ -53,36 +50,44 @@ class GANTask(Task):
 
     trainer_class = None  # set below: GANTrainer (train.py builds the task's trainer class when it has one)
 
-    def _target(self, batch):
-        if self.usm_target and "hr_usm" in batch:
-            return batch["hr_usm"]
-        return batch["hr"]
+    def target(self, batch):
+        """The L1 / perceptual target: the sharpened GT with usm_target (the batch's, else made here), else hr."""
+        if not self.usm_target:
+            return batch["hr"]
+        return batch["hr_usm"] if "hr_usm" in batch else usm_sharp(batch["hr"])
 
     def compute_losses(self, phase, batch, training=True):
+        """One phase on its own (outside a training step the D phase runs G itself, in inference mode)."""
+        total, terms, _ = self.phase_losses(phase, batch, {})
+        return total, terms
+
+    def phase_losses(self, phase, batch, carry):
         g = self.networks["generator"]
         d = self.networks.get("discriminator")
         if phase == "generator":
-            sr = g(batch["lr"], training=training)[..., :3]
-            target = ops.cast(self._target(batch), sr.dtype)
+            sr = g(batch["lr"], training=True)[..., :3]
+            target = ops.cast(self.target(batch), sr.dtype)
             terms = {"l1": ops.mean(ops.abs(sr - target)) / 255.0}
             total = self.pixel_weight * terms["l1"]
             if self.perceptual is not None and self.perceptual_weight > 0:
                 terms["perceptual"] = self.perceptual(target, sr)
                 total = total + self.perceptual_weight * terms["perceptual"]
-            if d is not None:
-                fake = d(sr, training=True)
-                terms["gan"] = gan_loss(fake, True)
-                terms["p_fake_g"] = ops.stop_gradient(mean_probability(fake))
-                total = total + self.gan_weight * terms["gan"]
-            return total, terms
+            if d is None:
+                return total, terms, {}
+            fake = d(sr, training=True)
+            terms["gan"] = gan_loss(fake, True)
+            terms["p_fake_g"] = ops.stop_gradient(mean_probability(fake))
+            return total + self.gan_weight * terms["gan"], terms, {"sr": sr}
         if phase == "discriminator":
-            sr = ops.stop_gradient(g(batch["lr"], training=False)[..., :3])
+            sr = carry.get("sr")
+            if sr is None:
+                sr = ops.stop_gradient(g(batch["lr"], training=False)[..., :3])
             real = d(ops.cast(batch["hr"], sr.dtype), training=True)
             fake = d(sr, training=True)
             terms = {"d_loss_real": gan_loss(real, True), "d_loss_fake": gan_loss(fake, False)}
             terms["d_real"] = ops.stop_gradient(mean_probability(real))
             terms["d_fake"] = ops.stop_gradient(mean_probability(fake))
-            return terms["d_loss_real"] + terms["d_loss_fake"], terms
+            return terms["d_loss_real"] + terms["d_loss_fake"], terms, {}
         raise ValueError(f"unknown phase {phase!r}")
 
 
@@ -144,15 +149,15 @@ def build_perceptual(config):
 
 def make_gan_task(config, generator):
     """The GANTask of a resolved train.py config (see training/gan_options.py)."""
+    from optimizer import make_optimizer
+
     perceptual = build_perceptual(config)
     d = build_discriminator(config)
-    boundaries, decay = config.get("lr_boundaries"), config.get("lr_decay", 0.5)
-    g_opt = basicsr_adam(config["learning_rate"], boundaries, decay)
-    d_opt = basicsr_adam(config.get("d_learning_rate") or config["learning_rate"], boundaries, decay) if d else None
-    task = GANTask(generator, d, g_opt, d_opt, perceptual=perceptual, pixel_weight=config.get("pixel_weight", 1.0),
-                   perceptual_weight=config.get("perceptual_weight", 0.0), gan_weight=config.get("gan_weight", 0.1),
-                   usm_target=bool(config.get("usm_target")),
-                   ema_decay=config["ema_decay"] if config.get("ema") else None)
+    g_opt = make_optimizer(config, "generator")
+    d_opt = make_optimizer(config, "discriminator") if d is not None else None
+    task = GANTask(generator, d, g_opt, d_opt, perceptual=perceptual, pixel_weight=config["pixel_weight"],
+                   perceptual_weight=config["perceptual_weight"], gan_weight=config["gan_weight"],
+                   usm_target=bool(config["usm_target"]), ema_decay=config["ema_decay"] if config["ema"] else None)
     if d is not None and config.get("lr_patch"):
         from model.discriminator_layers import check_input_size
 

@@ -14,7 +14,11 @@ class Task:
     phases: network names updated in this order each step (e.g. ("generator", "discriminator")).
     ema: {network name: decay} of networks whose weights get an exponential moving average.
     compute_losses(phase, batch, training=True) -> (total scalar, {term name: scalar}), keras.ops only;
-      it calls the networks itself (a GAN's generator phase calls D; D's phase runs G under stop_gradient).
+      it calls the networks itself (a GAN's generator phase calls D).
+    phase_losses(phase, batch, carry) -> (total, terms, handoff): what the per-backend step calls. `carry` holds
+      what the earlier phases of this step handed on ({name: tensor}, gradient stopped, computed before their
+      optimizer updates); `handoff` is what this phase hands on (a GAN's generator phase hands its SR to the
+      discriminator phase: one generator forward per step). Default: compute_losses, nothing handed on.
     batch: dict of float32 arrays, e.g. {"lr": BxhxWx3, "hr": Bx(sh)x(sw)x3} in [0, 255].
     """
 
@@ -34,6 +38,11 @@ class Task:
 
     def compute_losses(self, phase, batch, training=True):
         raise NotImplementedError
+
+    def phase_losses(self, phase, batch, carry):
+        """(total, terms, handoff) of one phase of a training step (see the class docstring)."""
+        total, terms = self.compute_losses(phase, batch, training=True)
+        return total, terms, {}
 
     def trainable_variables(self, phase):
         """Variables the optimizer of `phase` updates (default: the trainable weights of that network)."""
