@@ -1,9 +1,8 @@
-"""Datasets and loaders: dataset layouts (DIV2K, benchmark folders, folders of HR images), LR transforms made on
-the fly, and the patch samplers the trainer draws batches from.
+"""Datasets and loaders: dataset layouts (DIV2K, benchmark folders, folders of HR images) and the patch
+samplers the trainer draws batches from (an LR transform, degradations/transforms.py, is handed in).
 
-Image I/O and resizing live in `imaging/` (imaging.io, imaging.resize); their names are re-exported here, so
-`data.read_image`, `data.write_image`, `data.imresize`, `data.IMAGE_EXTS` keep working. Only numpy and Pillow
-here; Keras is imported lazily (only when `PatchDataset` is first used) so that `convert.py` starts fast.
+Image I/O, resizing and file listing live in `imaging/`. Only numpy and Pillow here (no degradations, no model);
+Keras is imported lazily (only when `PatchDataset` is first used) so that `convert.py` starts fast.
 """
 import collections
 import math
@@ -13,8 +12,9 @@ from typing import NamedTuple, Union
 
 import numpy as np
 
-from imaging.io import ARRAY_EXTS, IMAGE_EXTS, READABLE_EXTS, _from_array, read_image, write_image  # noqa: F401
-from imaging.resize import _cubic, imresize  # noqa: F401  (model/bicubic_init imports data._cubic)
+import imaging
+from imaging.files import check_folder, check_pair, find_image, list_images
+from imaging.io import _from_array
 from utils import UserError, parse_id_range, warn
 
 # ----------------------------------------------------------------------------------------------------------
@@ -33,31 +33,6 @@ class Pair(NamedTuple):
 # NTIRE 2018 tracks whose file names differ from the X{s}/<id>x{s} pattern: downgrade -> (scale, suffix)
 NTIRE_TRACKS = {"x8": (8, "x8"), "mild": (4, "x4m"), "difficult": (4, "x4d"), "wild": (4, "x4w")}
 _LR_CACHE = {}  # (hr_path, mtime, scale) -> uint8 LR made by imresize; in memory only
-
-
-def _list_images(directory):
-    """{stem: path} of readable image/array files in `directory` (hidden and temporary files ignored)."""
-    out = {}
-    for name in sorted(os.listdir(directory)):
-        stem, ext = os.path.splitext(name)
-        if name.startswith(".") or ext.lower() not in READABLE_EXTS:
-            continue
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            # prefer .npy over PNG when both are present (converted in place)
-            if stem not in out or ext.lower() == ".npy":
-                out[stem] = path
-    return out
-
-
-def _find_file(directory, stem, prefer_ext=None):
-    """Path of `directory/stem.<ext>` for any readable extension, or None."""
-    exts = ([prefer_ext] if prefer_ext else []) + [e for e in READABLE_EXTS if e != prefer_ext]
-    for ext in exts:
-        p = os.path.join(directory, stem + ext)
-        if os.path.isfile(p):
-            return p
-    return None
 
 
 def _select(items, images, what):
@@ -93,8 +68,7 @@ def open_pairs(root, scale, subset="valid", downgrade="bicubic", images=None):
     """
     root = os.fspath(root)
     scale = int(scale)
-    if not os.path.isdir(root):
-        raise UserError(f"dataset folder not found: {root}; {_convert_hint(root)}")
+    check_folder(root, "dataset", _convert_hint(root))
     if os.path.isdir(os.path.join(root, "HR")):
         return _open_benchmark(root, scale, downgrade, images)
     if any(re.fullmatch(r"DIV2K_(train|valid)_(HR|LR_.+)", n) for n in os.listdir(root)):
@@ -112,7 +86,7 @@ def _open_div2k(root, scale, subset, downgrade, images):
     if not os.path.isdir(hr_dir):
         raise UserError(f"HR folder not found: {hr_dir}; download DIV2K_{subset}_HR into {root}, or "
                         f"build the sample set with `python convert.py -o ./sample sample`")
-    hr_files = {int(s): p for s, p in _list_images(hr_dir).items() if s.isdigit()}
+    hr_files = {int(s): p for s, p in list_images(hr_dir).items() if s.isdigit()}
     if not hr_files:
         raise UserError(f"no images named like 0001.png in {hr_dir}; expected the DIV2K layout")
     selected = _select(sorted(hr_files.items()), images, hr_dir)
@@ -138,12 +112,12 @@ def _open_div2k(root, scale, subset, downgrade, images):
         stem = f"{i:04d}"
         ext = os.path.splitext(hr_path)[1].lower()
         if downgrade == "wild":
-            lrs = sorted(p for s, p in _list_images(lr_dir).items() if re.fullmatch(rf"{stem}x4w\d*", s))
+            lrs = sorted(p for s, p in list_images(lr_dir).items() if re.fullmatch(rf"{stem}x4w\d*", s))
             if not lrs:
                 raise UserError(f"missing LR image for {hr_path}: expected {os.path.join(lr_dir, stem + 'x4w1' + ext)}")
             pairs.extend(Pair(os.path.splitext(os.path.basename(p))[0], p, hr_path) for p in lrs)
             continue
-        lr_path = _find_file(lr_dir, stem + suffix, ext)
+        lr_path = find_image(lr_dir, stem + suffix, ext)
         if lr_path is None:
             raise UserError(f"missing LR image {os.path.join(lr_dir, stem + suffix + ext)} for {hr_path}; "
                             f"restrict the id range or re-create the LR set")
@@ -166,7 +140,7 @@ def _lr_hint(root, subset, downgrade, scale):
 
 def _open_benchmark(root, scale, downgrade, images):
     hr_dir = os.path.join(root, "HR")
-    hr_files = _list_images(hr_dir)
+    hr_files = list_images(hr_dir)
     if not hr_files:
         raise UserError(f"no images in {hr_dir}; expected HR/<name>.png")
     items = [(k + 1, stem, path) for k, (stem, path) in enumerate(sorted(hr_files.items()))]
@@ -181,7 +155,7 @@ def _open_benchmark(root, scale, downgrade, images):
         return pairs
     for _, stem, hr_path in selected:
         ext = os.path.splitext(hr_path)[1].lower()
-        lr_path = _find_file(lr_dir, f"{stem}x{scale}", ext)
+        lr_path = find_image(lr_dir, f"{stem}x{scale}", ext)
         if lr_path is None:
             raise UserError(f"missing LR image {os.path.join(lr_dir, f'{stem}x{scale}{ext}')} for {hr_path}; "
                             f"remove {lr_dir} to have all LR images made by bicubic downscaling, or add the file")
@@ -197,13 +171,13 @@ def modcrop(img, scale):
 
 def bicubic_downscale(hr, scale):
     """LR image as the SR literature makes it: modcrop then MATLAB-exact bicubic by 1/scale."""
-    return imresize(modcrop(hr, scale), scale=1.0 / scale)
+    return imaging.imresize(modcrop(hr, scale), scale=1.0 / scale)
 
 
 def _bicubic_lr(hr_path, scale):
     key = (os.path.abspath(hr_path), os.path.getmtime(hr_path), scale)
     if key not in _LR_CACHE:
-        hr = read_image(hr_path, keep_grey=True)
+        hr = imaging.read_image(hr_path, keep_grey=True)
         lr = bicubic_downscale(hr, scale)
         lr.setflags(write=False)
         _LR_CACHE[key] = lr
@@ -213,16 +187,13 @@ def _bicubic_lr(hr_path, scale):
 def load_pair(pair, scale=None, keep_grey=False):
     """Full images of a pair: (lr uint8, hr uint8). With `scale`, HR is cropped to exactly scale x LR size
     (top-left, as LR sets are made) and a too-small HR raises UserError."""
-    lr = read_image(pair.lr, keep_grey=keep_grey)
-    hr = read_image(pair.hr, keep_grey=keep_grey)
+    lr = imaging.read_image(pair.lr, keep_grey=keep_grey)
+    hr = imaging.read_image(pair.hr, keep_grey=keep_grey)
     if keep_grey and lr.ndim != hr.ndim:  # grey HR with a colour LR (or vice versa): compare in RGB
         lr, hr = (np.repeat(a[:, :, None], 3, axis=2) if a.ndim == 2 else a for a in (lr, hr))
     if scale is not None:
-        h, w = lr.shape[0] * scale, lr.shape[1] * scale
-        if hr.shape[0] < h or hr.shape[1] < w:
-            raise UserError(f"{pair.hr} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale} its LR image "
-                            f"({lr.shape[1]}x{lr.shape[0]}); wrong --scale or mismatched files")
-        hr = hr[:h, :w]
+        check_pair(lr.shape, hr.shape, scale, pair.lr if isinstance(pair.lr, str) else pair.stem, pair.hr)
+        hr = hr[: lr.shape[0] * scale, : lr.shape[1] * scale]
     return lr, hr
 
 
@@ -245,64 +216,18 @@ def open_hr_images(root, subset="train", images=None):
     or any folder of images (`root/*.png|jpg|...|npy`; `images` selects 1-based positions in sorted order).
     """
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        what = "is a file, not a folder" if os.path.exists(root) else "not found"
-        raise UserError(f"dataset folder {root} {what}; give a folder of HR images or a DIV2K tree")
+    check_folder(root, "dataset", "give a folder of HR images or a DIV2K tree")
     div2k = os.path.join(root, f"DIV2K_{subset}_HR")
     if os.path.isdir(div2k):
-        files = {int(s): p for s, p in _list_images(div2k).items() if s.isdigit()}
+        files = {int(s): p for s, p in list_images(div2k).items() if s.isdigit()}
         if not files:
             raise UserError(f"no images named like 0001.png in {div2k}; expected the DIV2K layout")
         return [p for _, p in _select(sorted(files.items()), images, div2k)]
     folder = os.path.join(root, "HR") if os.path.isdir(os.path.join(root, "HR")) else root
-    files = sorted(_list_images(folder).values())
+    files = sorted(list_images(folder).values())
     if not files:
-        raise UserError(f"no images ({', '.join(READABLE_EXTS)}) in {folder}; give a folder of HR images")
+        raise UserError(f"no images ({', '.join(imaging.READABLE_EXTS)}) in {folder}; give a folder of HR images")
     return [p for _, p in _select(list(enumerate(files, 1)), images, folder)]
-
-
-class BicubicTransform:
-    """LR from HR by MATLAB-exact bicubic downscaling: `transform(hr_crop_uint8, rng) -> {"lr", "hr"}`."""
-
-    def __init__(self, scale):
-        self.scale = int(scale)
-
-    def __call__(self, hr, rng=None):
-        return {"lr": imresize(hr, scale=1.0 / self.scale), "hr": hr}
-
-
-def make_transform(name, scale, config=None):
-    """The LR transform named `name` (train.py --lr-transform): "bicubic", or "realesrgan" (the Real-ESRGAN
-    degradation pipeline, `degradations.RealESRGANTransform(config)`); None for "none" (paired LR files).
-
-    config: the training config; for "realesrgan" its "degradation" dict overrides the preset, and a
-    "realesrgan_crop" (e.g. 400) selects Real-ESRGAN's exact recipe (`crop=True`: the transform takes HR patches
-    of that size, see `hr_patch_of`, and cuts the paired GT scale x "lr_patch" / LR "lr_patch" crop itself)."""
-    if name in (None, "none"):
-        return None
-    if name == "bicubic":
-        return BicubicTransform(scale)
-    if name == "realesrgan":
-        try:
-            from degradations import RealESRGANTransform
-        except ImportError as e:
-            raise UserError(f"--lr-transform realesrgan needs the degradations package ({e})") from None
-        config = dict(config or {}, scale=int(scale))
-        crop = int(config.get("realesrgan_crop") or 0)
-        if not crop:
-            return RealESRGANTransform(config)
-        config["degradation"] = dict(config.get("degradation") or {}, crop_pad_size=crop)
-        return RealESRGANTransform(config, crop=True, gt_size=int(scale) * int(config.get("lr_patch", 64)))
-    raise UserError(f"unknown --lr-transform {name!r}; choose none, bicubic or realesrgan")
-
-
-def hr_patch_of(transform):
-    """The HR patch size a transform wants from `HRPatches` (None: scale x lr_patch): a cropping Real-ESRGAN
-    transform takes crop_pad_size patches (400), flips them itself and pads smaller images."""
-    config = getattr(transform, "config", None)
-    if getattr(transform, "crop", False) and config and config.get("crop_pad_size"):
-        return int(config["crop_pad_size"])
-    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -328,11 +253,11 @@ class _Source:
                 self.shape = m.shape
                 return
             # grey (HxW) or unusual arrays: load and convert once, keep in memory
-            self.path, self.array = None, read_image(path_or_array)
+            self.path, self.array = None, imaging.read_image(path_or_array)
             self.shape = self.array.shape
             return
         else:
-            self.path, self.array = None, read_image(path_or_array)
+            self.path, self.array = None, imaging.read_image(path_or_array)
         self.shape = self.array.shape
 
 
@@ -421,9 +346,8 @@ class _PatchSampler:
             self.lr_src = None
             lr_shapes = hr_shapes // self.scale
         for k, p in enumerate(pairs):
-            if (hr_shapes[k] < lr_shapes[k] * self.scale).any():
-                raise UserError(f"{p[2]} is smaller than x{self.scale} its LR image {p[1] if isinstance(p[1], str) else ''}; "
-                                f"wrong --scale or mismatched files")
+            if transform is None:
+                check_pair(lr_shapes[k], hr_shapes[k], self.scale, p[1] if isinstance(p[1], str) else p[0], p[2])
             if (lr_shapes[k] < self.lr_patch).any() and not smaller_ok:
                 name = p[1] if isinstance(p[1], str) else p[2] if isinstance(p[2], str) else p[0]
                 raise UserError(f"image {name} ({lr_shapes[k][1]}x{lr_shapes[k][0]} at LR size) is smaller than the "

@@ -112,19 +112,19 @@ def to_depth(values, depth):
 
 def upscale_alpha(alpha, scale, shape):
     """Alpha (uint8/uint16 HxW) upsampled with MATLAB bicubic to `shape`, same dtype (rounded, clipped)."""
-    import data
+    import imaging
 
     top = 255 if alpha.dtype == np.uint8 else 65535
-    up = data.imresize(alpha.astype(np.float64), scale=scale)[: shape[0], : shape[1]]
+    up = imaging.imresize(alpha.astype(np.float64), scale=scale)[: shape[0], : shape[1]]
     return np.clip(np.round(up), 0, top).astype(alpha.dtype)
 
 
 def write_photo(path, img):
-    """uint8 (THE writer, data.write_image) or uint16 HxWx3/4 RGB(A) PNG (OpenCV), atomically."""
-    import data
+    """uint8 (THE writer, imaging.write_image) or uint16 HxWx3/4 RGB(A) PNG (OpenCV), atomically."""
+    import imaging
 
     if img.dtype == np.uint8:
-        return data.write_image(path, img)
+        return imaging.write_image(path, img)
     import cv2
 
     bgr = img[..., [2, 1, 0, 3]] if img.shape[2] == 4 else img[..., ::-1]
@@ -171,7 +171,7 @@ def zoom_size(shape, scale):
 def make_figure(path, lr, sr, scale, hr=None, std=None, title=None):
     """The whole SR image beside zoomed crops of its most detailed region: LR | bicubic | SR (| HR), or for
     a log-variance model SR | predicted std (| |HR - SR|). uint8 lr/sr/hr; PSNR-Y (whole image) in titles."""
-    import data
+    import imaging
     from visualization import figures
 
     tag = lambda img: f" {_psnr(hr, img, scale):.2f} dB" if hr is not None else ""  # noqa: E731
@@ -181,7 +181,7 @@ def make_figure(path, lr, sr, scale, hr=None, std=None, title=None):
     crop = lambda img: img[y : y + size, x : x + size]  # noqa: E731
     lr_crop = lr[y // scale : (y + size) // scale, x // scale : (x + size) // scale]
     if std is None:
-        bicubic = data.imresize(lr, scale=scale)[: sr.shape[0], : sr.shape[1]]
+        bicubic = imaging.imresize(lr, scale=scale)[: sr.shape[0], : sr.shape[1]]
         crops = [{"title": "LR", "image": lr_crop}, {"title": "bicubic" + tag(bicubic), "image": crop(bicubic)},
                  {"title": "SR" + tag(sr), "image": crop(sr)}]
         if hr is not None:

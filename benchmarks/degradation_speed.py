@@ -77,10 +77,10 @@ def run_processes(pool, n, offset, workers):
 
 
 def load_image(path):
-    import data
+    import imaging
 
     if path:
-        hr = data.read_image(path)
+        hr = imaging.read_image(path)
     else:
         from skimage import data as skdata
 

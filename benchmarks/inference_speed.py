@@ -86,8 +86,9 @@ def load_images(dataset, scale):
     """(stem, uint8 LR) of a benchmark folder, or synthetic images of Set5's LR sizes when it is absent."""
     if dataset and os.path.isdir(dataset):
         import data
+        import imaging
 
-        return [(p.stem, data.read_image(p.lr)) for p in data.open_pairs(dataset, scale)], os.path.basename(dataset)
+        return [(p.stem, imaging.read_image(p.lr)) for p in data.open_pairs(dataset, scale)], os.path.basename(dataset)
     from conftest import smooth_image
 
     rng = np.random.default_rng(0)

@@ -53,7 +53,7 @@ def _block_features_plain(block):
 
 def reference_niqe(plane):
     """Plain per-block NIQE of a rounded grey plane: BasicSR's algorithm and float32 MSCN, float64 statistics."""
-    import data
+    import imaging
     from metrics import niqe
 
     mu_p, cov_p, window = niqe.pristine_params()
@@ -68,7 +68,7 @@ def reference_niqe(plane):
         per_scale.append(np.array([_block_features_plain(coeffs[i * size:(i + 1) * size, j * size:(j + 1) * size])
                                    for j in range(n_w) for i in range(n_h)]))
         if scale == 1:
-            img = (data.imresize(img.astype(np.float64) / 255.0, scale=0.5) * 255.0).astype(np.float32)
+            img = (imaging.imresize(img.astype(np.float64) / 255.0, scale=0.5) * 255.0).astype(np.float32)
     feats = np.concatenate(per_scale, axis=1)
     mu_d = np.nanmean(feats, axis=0)
     cov_d = np.cov(feats[~np.isnan(feats).any(axis=1)], rowvar=False)
@@ -80,9 +80,9 @@ def test_image(size):
     """A size x size uint8 RGB image: a shared test image tiled/cropped to size, else a synthetic one."""
     shared = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "B100", "HR")
     if os.path.isdir(shared):
-        import data
+        import imaging
 
-        img = data.read_image(os.path.join(shared, sorted(os.listdir(shared))[0]))
+        img = imaging.read_image(os.path.join(shared, sorted(os.listdir(shared))[0]))
         reps = (math.ceil(size / img.shape[0]), math.ceil(size / img.shape[1]), 1)
         return np.tile(img, reps)[:size, :size]
     rng = np.random.default_rng(0)
@@ -111,9 +111,9 @@ def main(argv=None):
     from metrics import niqe
 
     if args.image:
-        import data
+        import imaging
 
-        img = data.read_image(args.image)[: args.size, : args.size]
+        img = imaging.read_image(args.image)[: args.size, : args.size]
     else:
         img = test_image(args.size)
     plane = np.round(niqe.grey_plane(img, "y"))

@@ -30,12 +30,12 @@ def lr_path(output_dir, stem, scale):
 
 def degrade_jobs(input_dir, output_dir, scales, seed, overwrite=False, overrides=None):
     """(src, stem, output_dir, scales to do, seed, overrides) for each HR image with outputs not there yet."""
-    import data
+    from imaging.files import list_images
 
     scales = [int(s) for s in scales]
     if any(s < 1 for s in scales):
         raise UserError(f"--scale must be positive integers, got {scales}")
-    files = data._list_images(input_dir)
+    files = list_images(input_dir)
     if not files:
         raise UserError(f"no images found in {input_dir}")
     jobs = []
@@ -52,12 +52,12 @@ def degrade_job(job):
 
     HR is written as read (RGB); each LR is made from HR cropped to a multiple of its scale (top-left),
     the benchmark convention, so `data.load_pair` pairs them exactly."""
-    import data
+    import imaging
 
     src, stem, output_dir, scales, seed, overrides = job
     set_cv2_threads(1)  # the conversion runs one process per core
     try:
-        hr = data.read_image(src)
+        hr = imaging.read_image(src)
     except UserError as e:
         return str(e)
     config = make_config(dict(overrides or {}, **WHOLE_IMAGE))
@@ -65,6 +65,6 @@ def degrade_job(job):
         if hr.shape[0] < s or hr.shape[1] < s:
             return f"{src} ({hr.shape[1]}x{hr.shape[0]}) is smaller than the scale {s}"
         out = degrade(hr, image_rng(seed, stem, s), config, s)
-        data.write_image(lr_path(output_dir, stem, s), out["lr"])
-    data.write_image(os.path.join(output_dir, "HR", f"{stem}.png"), hr)  # last: the pair counts as done
+        imaging.write_image(lr_path(output_dir, stem, s), out["lr"])
+    imaging.write_image(os.path.join(output_dir, "HR", f"{stem}.png"), hr)  # last: the pair counts as done
     return None

@@ -59,20 +59,17 @@ def main(argv=None):
     p.add_argument("--tile", type=int, default=128, help="display size of each crop in px (default 128)")
     p.add_argument("--columns", type=int, default=2, help="pairs per row (default 2)")
     args = p.parse_args(argv)
-    import data
+    import imaging
+    from imaging.files import check_folder, list_images
 
-    if not os.path.isdir(args.input):
-        if os.path.exists(args.input):
-            raise UserError(f"input {args.input} is a file, not a folder; pass -i IMG_DIR")
-        raise UserError(f"input folder not found: {args.input}")
-    files = data._list_images(args.input)
+    files = list_images(check_folder(args.input, "input", "pass -i IMG_DIR"))
     if not files:
         raise UserError(f"no images found in {args.input}")
     if args.n < 1:
         raise UserError(f"-n must be at least 1, got {args.n}")
-    images = [data.read_image(path) for _, path in sorted(files.items())]
+    images = [imaging.read_image(path) for _, path in sorted(files.items())]
     grid = make_preview(images, args.n, args.seed, None, args.scale, args.tile, args.columns)
-    data.write_image(args.output, grid, compress_level=9)
+    imaging.write_image(args.output, grid, compress_level=9)
     print(f"wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}, {args.n} pairs, seed {args.seed})", file=sys.stderr)
     return 0
 

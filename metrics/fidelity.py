@@ -11,7 +11,7 @@ Conventions (those of the MATLAB scripts behind published tables, as BasicSR and
   shave = scale on benchmark sets).
 - SSIM is Wang et al.'s ``ssim_index.m``: 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255,
   'valid' filtering (no padding), no down-sampling; RGB SSIM is the mean of the three channels' SSIM.
-- A grey HR image (a 2-D array, e.g. ``data.read_image(path, keep_grey=True)`` of Set14's ``bridge``) is
+- A grey HR image (a 2-D array, e.g. ``imaging.read_image(path, keep_grey=True)`` of Set14's ``bridge``) is
   scored on its grey values for both "y" and "rgb"; an RGB SR image is turned into grey with `rgb_to_grey`
   (the Y weights rescaled to sum to one, so three equal channels v give back v exactly).
 All arithmetic is float64 numpy.

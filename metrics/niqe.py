@@ -9,7 +9,7 @@ release), so numbers compare with the Real-ESRGAN / A-ESRGAN tables:
 - MSCN coefficients ``(I - mu) / (sigma + 1)``, with ``mu`` and ``sigma = sqrt(|w*I^2 - mu^2|)`` from the
   7x7 Gaussian window (sigma 7/6) shipped with the pristine model, scipy convolution with 'nearest' borders.
 - 96x96 blocks (column-major order: w outer, h inner), at two scales; the second scale is the MATLAB bicubic
-  x0.5 with antialiasing (`data.imresize` of ``I / 255``, times 255), where blocks are 48x48.
+  x0.5 with antialiasing (`imaging.imresize` of ``I / 255``, times 255), where blocks are 48x48.
 - Per block 18 features: the AGGD fit of the MSCN (alpha, (beta_l + beta_r) / 2) and of its products with
   the block circularly shifted by [0, 1], [1, 0], [1, 1], [1, -1] (alpha, mean, beta_l, beta_r each). alpha
   is the grid value 0.2:0.001:10 whose r(alpha) is closest to the moment-matched estimate.
@@ -176,13 +176,13 @@ def block_features(coeffs, size, n_h, n_w, limits=False):
 
 def features(plane, limits=False):
     """(blocks x 36) features of a rounded float64 plane at least 96x96 (cropped to a multiple of 96)."""
-    import data
+    import imaging
 
     _, _, window = pristine_params()
     n_h, n_w = plane.shape[0] // BLOCK, plane.shape[1] // BLOCK
     plane = plane[: n_h * BLOCK, : n_w * BLOCK]
     scale1 = block_features(mscn(plane, window), BLOCK, n_h, n_w, limits)
-    half = (data.imresize(np.asarray(plane, np.float64) / 255.0, scale=0.5) * 255.0).astype(np.float32)
+    half = (imaging.imresize(np.asarray(plane, np.float64) / 255.0, scale=0.5) * 255.0).astype(np.float32)
     scale2 = block_features(mscn(half, window), BLOCK // 2, n_h, n_w, limits)
     return np.concatenate([scale1, scale2], axis=1)
 

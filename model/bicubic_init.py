@@ -16,7 +16,7 @@ def bicubic_upsampling_kernel(scale, size=5, channels=3):
     mapping); its 4 Keys-cubic taps (a = -0.5) lie within +-2 of h, so a 5x5 kernel holds every phase.
     Each phase's weights sum to 1, which makes the kernel commute with the models' mean/scale normalisation.
     """
-    from data import _cubic
+    from imaging.resize import _cubic
 
     half = size // 2
     offsets = np.arange(size) - half

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import data
+import imaging
 from model import build_model
 from model.bicubic_init import init_bicubic
 from utils import UserError
@@ -16,7 +16,7 @@ def test_wdsr_starts_as_bicubic(scale, weightnorm):
     model = build_model("wdsr-b", scale, num_filters=8, num_res_blocks=1, weightnorm=weightnorm)
     init_bicubic(model)
     sr = np.asarray(model(lr[None]))[0]
-    ref = data.imresize(lr.astype(np.float64), scale=scale)
+    ref = imaging.imresize(lr.astype(np.float64), scale=scale)
     border = 2 * scale  # zero 'same' padding vs MATLAB's symmetric edges
     np.testing.assert_allclose(sr[border:-border, border:-border], ref[border:-border, border:-border], atol=1e-3)
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 import convert
 import data
+import imaging
 from utils import UserError
 
 
@@ -52,7 +53,7 @@ def test_numpy_resumes_after_interruption(tiny_div2k, tmp_path):
     assert os.path.getmtime(done) == stamp  # finished files are not redone
     assert len(_npy_files(out)) == 6 * 4  # 6 HR + 18 LR
     for p in ("DIV2K_train_HR/0002", "DIV2K_valid_LR_bicubic/X3/0802x3"):
-        assert np.array_equal(np.load(out / f"{p}.npy"), data.read_image(tiny_div2k / f"{p}.png"))
+        assert np.array_equal(np.load(out / f"{p}.npy"), imaging.read_image(tiny_div2k / f"{p}.png"))
 
 
 def test_numpy_killed_midway_then_resumed(repo_root, tmp_path):
@@ -81,7 +82,7 @@ def test_numpy_killed_midway_then_resumed(repo_root, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(out / "HR")) == [f"{i:04d}.npy" for i in range(30)]
     for i in (0, 29):
-        assert np.array_equal(np.load(out / "HR" / f"{i:04d}.npy"), data.read_image(src / "HR" / f"{i:04d}.png"))
+        assert np.array_equal(np.load(out / "HR" / f"{i:04d}.npy"), imaging.read_image(src / "HR" / f"{i:04d}.png"))
 
 
 def test_numpy_corrupt_png_reported_and_skipped(repo_root, tiny_div2k, tmp_path):
@@ -130,7 +131,7 @@ def test_jpeg_downgrade_found_by_loader(tiny_div2k, tmp_path):
     # then converted to numpy as in the seed, selected with --downgrade bicubic_jpeg_90
     convert.main(["-i", str(root), "-o", str(tmp_path / "BIN"), "--workers", "1", "numpy"])
     npy = data.open_pairs(tmp_path / "BIN", 2, "train", downgrade="bicubic_jpeg_90")
-    assert np.array_equal(data.read_image(npy[0].lr), lr_jpeg)
+    assert np.array_equal(imaging.read_image(npy[0].lr), lr_jpeg)
 
 
 def test_sample_dataset(tmp_path):
@@ -159,8 +160,8 @@ def test_numpy_grey_and_rgba_read_like_the_png(tmp_path):
     convert.main(["-i", str(src), "-o", str(tmp_path / "bin"), "--workers", "1", "numpy"])
     for name in ("g", "a"):
         for keep_grey in (False, True):
-            assert np.array_equal(data.read_image(tmp_path / "bin" / f"{name}.npy", keep_grey=keep_grey),
-                                  data.read_image(src / f"{name}.png", keep_grey=keep_grey))
+            assert np.array_equal(imaging.read_image(tmp_path / "bin" / f"{name}.npy", keep_grey=keep_grey),
+                                  imaging.read_image(src / f"{name}.png", keep_grey=keep_grey))
     assert np.load(tmp_path / "bin" / "g.npy").shape == (6, 8)
     assert np.load(tmp_path / "bin" / "a.npy").shape == (6, 8, 3)
     assert data._Source(str(tmp_path / "bin" / "g.npy")).shape == (6, 8, 3)  # the loader copes with grey .npy

@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 import data
+import imaging
 from conftest import jax_env, smooth_image
+from degradations.transforms import BicubicTransform, hr_patch_of, make_transform
 from utils import UserError
 
 
@@ -20,10 +22,10 @@ def _rgb(h=6, w=5, seed=0):
 
 def test_read_rgb_png_and_npy_roundtrip(tmp_path):
     img = _rgb()
-    data.write_image(tmp_path / "sub" / "a.png", img)  # creates the folder
-    assert np.array_equal(data.read_image(tmp_path / "sub" / "a.png"), img)
+    imaging.write_image(tmp_path / "sub" / "a.png", img)  # creates the folder
+    assert np.array_equal(imaging.read_image(tmp_path / "sub" / "a.png"), img)
     np.save(tmp_path / "a.npy", img)
-    out = data.read_image(tmp_path / "a.npy")
+    out = imaging.read_image(tmp_path / "a.npy")
     assert out.dtype == np.uint8 and np.array_equal(out, img)
     assert not [f for f in os.listdir(tmp_path / "sub") if f.startswith(".")]  # no temp files left
 
@@ -31,28 +33,28 @@ def test_read_rgb_png_and_npy_roundtrip(tmp_path):
 def test_read_grey(tmp_path, capsys):
     g = _rgb()[:, :, 0]
     Image.fromarray(g).save(tmp_path / "g.png")
-    out = data.read_image(tmp_path / "g.png")
+    out = imaging.read_image(tmp_path / "g.png")
     assert out.shape == (6, 5, 3) and out.dtype == np.uint8 and all(np.array_equal(out[:, :, c], g) for c in range(3))
     err = capsys.readouterr().err
     assert "g.png" in err and "grey" in err and err.count("\n") == 1
-    assert np.array_equal(data.read_image(tmp_path / "g.png", keep_grey=True), g)
+    assert np.array_equal(imaging.read_image(tmp_path / "g.png", keep_grey=True), g)
 
 
 def test_read_rgba_drops_alpha(tmp_path, capsys):
     img = _rgb()
     rgba = np.concatenate([img, np.full((6, 5, 1), 7, np.uint8)], axis=2)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    assert np.array_equal(data.read_image(tmp_path / "a.png"), img)
+    assert np.array_equal(imaging.read_image(tmp_path / "a.png"), img)
     assert "alpha" in capsys.readouterr().err
     Image.fromarray(rgba[:, :, [0, 3]], "LA").save(tmp_path / "la.png")
-    assert data.read_image(tmp_path / "la.png").shape == (6, 5, 3)
+    assert imaging.read_image(tmp_path / "la.png").shape == (6, 5, 3)
 
 
 def test_read_palette(tmp_path, capsys):
     img = _rgb()
     p = Image.fromarray(img).quantize(colors=16)
     p.save(tmp_path / "p.png")
-    out = data.read_image(tmp_path / "p.png")
+    out = imaging.read_image(tmp_path / "p.png")
     assert out.shape == (6, 5, 3) and out.dtype == np.uint8
     assert np.array_equal(out, np.asarray(p.convert("RGB")))
     assert "palette" in capsys.readouterr().err
@@ -61,16 +63,16 @@ def test_read_palette(tmp_path, capsys):
 def test_read_16bit_grey(tmp_path, capsys):
     a = np.array([[0, 65535, 32768, 257, 128]], dtype=np.uint16)
     Image.fromarray(a).save(tmp_path / "g16.png")
-    out = data.read_image(tmp_path / "g16.png")
+    out = imaging.read_image(tmp_path / "g16.png")
     assert out.shape == (1, 5, 3) and out.dtype == np.uint8
     assert out[0, :, 0].tolist() == [0, 255, 128, 1, 0]  # 65535 -> 255 with rounding
     assert "16-bit" in capsys.readouterr().err
-    assert data.read_image(tmp_path / "g16.png", keep_grey=True).shape == (1, 5)
+    assert imaging.read_image(tmp_path / "g16.png", keep_grey=True).shape == (1, 5)
 
 
 def test_read_cmyk_jpeg(tmp_path, capsys):
     Image.fromarray(_rgb(16, 16)).convert("CMYK").save(tmp_path / "c.jpg")
-    out = data.read_image(tmp_path / "c.jpg")
+    out = imaging.read_image(tmp_path / "c.jpg")
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     assert "CMYK" in capsys.readouterr().err
 
@@ -79,17 +81,17 @@ def test_read_errors(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
     with pytest.raises(UserError, match="bad.png"):
-        data.read_image(bad)
+        imaging.read_image(bad)
     truncated = tmp_path / "trunc.png"
     Image.fromarray(_rgb(64, 64)).save(tmp_path / "ok.png")
     truncated.write_bytes((tmp_path / "ok.png").read_bytes()[:300])
     with pytest.raises(UserError, match="trunc.png"):
-        data.read_image(truncated)
+        imaging.read_image(truncated)
     with pytest.raises(UserError, match="missing.png"):
-        data.read_image(tmp_path / "missing.png")
+        imaging.read_image(tmp_path / "missing.png")
     (tmp_path / "junk.npy").write_bytes(b"junk")
     with pytest.raises(UserError, match="junk.npy"):
-        data.read_image(tmp_path / "junk.npy")
+        imaging.read_image(tmp_path / "junk.npy")
 
 
 def test_read_keep_alpha_and_depth(tmp_path, capsys):
@@ -99,40 +101,40 @@ def test_read_keep_alpha_and_depth(tmp_path, capsys):
     img = _rgb()
     rgba = np.concatenate([img, np.full((6, 5, 1), 7, np.uint8)], axis=2)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    assert np.array_equal(data.read_image(tmp_path / "a.png", keep_alpha=True), rgba)
+    assert np.array_equal(imaging.read_image(tmp_path / "a.png", keep_alpha=True), rgba)
     Image.fromarray(rgba[:, :, [0, 3]], "LA").save(tmp_path / "la.png")
-    la = data.read_image(tmp_path / "la.png", keep_alpha=True)
+    la = imaging.read_image(tmp_path / "la.png", keep_alpha=True)
     assert np.array_equal(la, np.dstack([np.repeat(img[:, :, :1], 3, 2), rgba[:, :, 3:]]))
     p = Image.fromarray(img).quantize(colors=16)
     p.info["transparency"] = 0
     p.save(tmp_path / "pt.png", transparency=0)
     with Image.open(tmp_path / "pt.png") as im:
         ref = np.asarray(im.convert("RGBA"))
-    assert np.array_equal(data.read_image(tmp_path / "pt.png", keep_alpha=True), ref) and ref[..., 3].min() == 0
-    assert data.read_image(tmp_path / "pt.png").shape == (6, 5, 3)  # default unchanged
+    assert np.array_equal(imaging.read_image(tmp_path / "pt.png", keep_alpha=True), ref) and ref[..., 3].min() == 0
+    assert imaging.read_image(tmp_path / "pt.png").shape == (6, 5, 3)  # default unchanged
     # no alpha: keep_alpha changes nothing
     Image.fromarray(img).save(tmp_path / "rgb.png")
-    assert np.array_equal(data.read_image(tmp_path / "rgb.png", keep_alpha=True, keep_depth=True), img)
+    assert np.array_equal(imaging.read_image(tmp_path / "rgb.png", keep_alpha=True, keep_depth=True), img)
     capsys.readouterr()
     rng = np.random.default_rng(3)
     deep = rng.integers(0, 65536, (6, 5, 4), dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "d16.png"), deep)  # BGRA on disk
-    out = data.read_image(tmp_path / "d16.png", keep_alpha=True, keep_depth=True)
+    out = imaging.read_image(tmp_path / "d16.png", keep_alpha=True, keep_depth=True)
     assert out.dtype == np.uint16 and np.array_equal(out, deep[..., [2, 1, 0, 3]])
-    out = data.read_image(tmp_path / "d16.png", keep_depth=True)
+    out = imaging.read_image(tmp_path / "d16.png", keep_depth=True)
     assert out.dtype == np.uint16 and np.array_equal(out, deep[..., 2::-1]) and "alpha" in capsys.readouterr().err
-    out = data.read_image(tmp_path / "d16.png", keep_alpha=True)  # Pillow's 8 bit (high byte), with alpha
+    out = imaging.read_image(tmp_path / "d16.png", keep_alpha=True)  # Pillow's 8 bit (high byte), with alpha
     assert out.dtype == np.uint8 and np.array_equal(out, (deep[..., [2, 1, 0, 3]] >> 8).astype(np.uint8))
     err = capsys.readouterr().err
     assert "16-bit" in err and len(err.strip().splitlines()) == 1
     g16 = np.array([[0, 65535, 32768, 257, 129]], dtype=np.uint16)
     Image.fromarray(g16).save(tmp_path / "g16.png")
-    assert np.array_equal(data.read_image(tmp_path / "g16.png", keep_depth=True), np.repeat(g16[..., None], 3, 2))
-    assert np.array_equal(data.read_image(tmp_path / "g16.png", keep_depth=True, keep_grey=True), g16)
+    assert np.array_equal(imaging.read_image(tmp_path / "g16.png", keep_depth=True), np.repeat(g16[..., None], 3, 2))
+    assert np.array_equal(imaging.read_image(tmp_path / "g16.png", keep_depth=True, keep_grey=True), g16)
     assert "16-bit" not in capsys.readouterr().err  # kept, not reduced
     np.save(tmp_path / "d16.npy", deep)
-    assert np.array_equal(data.read_image(tmp_path / "d16.npy", keep_alpha=True, keep_depth=True), deep)
-    assert data.read_image(tmp_path / "d16.npy").shape == (6, 5, 3)
+    assert np.array_equal(imaging.read_image(tmp_path / "d16.npy", keep_alpha=True, keep_depth=True), deep)
+    assert imaging.read_image(tmp_path / "d16.npy").shape == (6, 5, 3)
 
 
 # ---------------------------------------------------------------------------------------------- open_pairs
@@ -167,13 +169,13 @@ def test_open_pairs_npy_tree_reads_identically(tiny_div2k, tmp_path):
 def test_open_pairs_ntire_tracks(tmp_path):
     root = tmp_path / "d"
     img = _rgb(16, 16)
-    data.write_image(root / "DIV2K_train_HR" / "0001.png", img)
-    data.write_image(root / "DIV2K_train_HR" / "0002.png", img)
-    data.write_image(root / "DIV2K_train_LR_x8" / "0001x8.png", img[:2, :2])
-    data.write_image(root / "DIV2K_train_LR_x8" / "0002x8.png", img[:2, :2])
-    data.write_image(root / "DIV2K_train_LR_mild" / "0001x4m.png", img[:4, :4])
+    imaging.write_image(root / "DIV2K_train_HR" / "0001.png", img)
+    imaging.write_image(root / "DIV2K_train_HR" / "0002.png", img)
+    imaging.write_image(root / "DIV2K_train_LR_x8" / "0001x8.png", img[:2, :2])
+    imaging.write_image(root / "DIV2K_train_LR_x8" / "0002x8.png", img[:2, :2])
+    imaging.write_image(root / "DIV2K_train_LR_mild" / "0001x4m.png", img[:4, :4])
     for k in (1, 2, 3, 4):
-        data.write_image(root / "DIV2K_train_LR_wild" / f"0001x4w{k}.png", img[:4, :4])
+        imaging.write_image(root / "DIV2K_train_LR_wild" / f"0001x4w{k}.png", img[:4, :4])
     assert len(data.open_pairs(root, 8, "train")) == 2  # bicubic x8 -> LR_x8
     assert data.open_pairs(root, 4, "train", "mild", images="1")[0].lr.endswith("0001x4m.png")
     assert len(data.open_pairs(root, 4, "train", "wild", images="1")) == 4
@@ -188,18 +190,18 @@ def test_open_pairs_benchmark_with_and_without_lr(tmp_path):
     root = tmp_path / "Bench"
     hrs = {"b": smooth_image(rng, 50, 61), "a": smooth_image(rng, 40, 40)}
     for stem, hr in hrs.items():
-        data.write_image(root / "HR" / f"{stem}.png", hr)
+        imaging.write_image(root / "HR" / f"{stem}.png", hr)
     # without LR: made on the fly by imresize from the modcropped HR
     pairs = data.open_pairs(root, 3)
     assert [p.stem for p in pairs] == ["a", "b"]
     assert isinstance(pairs[1].lr, np.ndarray)
-    assert np.array_equal(pairs[1].lr, data.imresize(hrs["b"][:48, :60], scale=1 / 3))
+    assert np.array_equal(pairs[1].lr, imaging.imresize(hrs["b"][:48, :60], scale=1 / 3))
     lr, hr = data.load_pair(pairs[1], scale=3)
     assert lr.shape == (16, 20, 3) and hr.shape == (48, 60, 3)
     assert [p.stem for p in data.open_pairs(root, 3, images="2")] == ["b"]
     # with LR files
     for stem, hr in hrs.items():
-        data.write_image(root / "LR_bicubic" / "X2" / f"{stem}x2.png", data.bicubic_downscale(hr, 2))
+        imaging.write_image(root / "LR_bicubic" / "X2" / f"{stem}x2.png", data.bicubic_downscale(hr, 2))
     pairs = data.open_pairs(root, 2)
     assert pairs[0].lr.endswith(os.path.join("LR_bicubic", "X2", "ax2.png"))
     os.remove(root / "LR_bicubic" / "X2" / "bx2.png")
@@ -240,14 +242,14 @@ def test_open_pairs_errors(tiny_div2k, tmp_path):
 
 @pytest.fixture(scope="module")
 def exact_div2k(tmp_path_factory):
-    """DIV2K PNG tree whose LR images are made by data.imresize (so patches can be checked exactly)."""
+    """DIV2K PNG tree whose LR images are made by imaging.imresize (so patches can be checked exactly)."""
     root = tmp_path_factory.mktemp("exact")
     rng = np.random.default_rng(3)
     for i, (h, w) in enumerate([(120, 144), (96, 132)], start=1):
         hr = smooth_image(rng, h, w)
-        data.write_image(root / "DIV2K_train_HR" / f"{i:04d}.png", hr)
+        imaging.write_image(root / "DIV2K_train_HR" / f"{i:04d}.png", hr)
         for s in (2, 3):
-            data.write_image(root / "DIV2K_train_LR_bicubic" / f"X{s}" / f"{i:04d}x{s}.png", data.bicubic_downscale(hr, s))
+            imaging.write_image(root / "DIV2K_train_LR_bicubic" / f"X{s}" / f"{i:04d}x{s}.png", data.bicubic_downscale(hr, s))
     return root
 
 
@@ -261,7 +263,7 @@ def test_patches_aligned(exact_div2k, augment, scale):
     assert lr.dtype == np.float32 and hr.dtype == np.float32
     m = 3  # the bicubic kernel of a patch border sees pixels outside the patch: compare the interior
     for k in range(8):
-        down = data.imresize(hr[k].astype(np.uint8), scale=1 / scale).astype(np.float32)
+        down = imaging.imresize(hr[k].astype(np.uint8), scale=1 / scale).astype(np.float32)
         diff = np.abs(down - lr[k])[m:-m, m:-m]
         # without augmentation exact; rot90 swaps the order of MATLAB's two rounded passes (1 level)
         assert diff.max() <= (1 if augment else 0), (k, diff.max())
@@ -327,7 +329,7 @@ def test_validation_crops_fixed_and_aligned(exact_div2k):
     for c, d in zip(crops, again):
         assert c.lr.dtype == np.uint8 and c.lr.shape == (16, 16, 3) and c.hr.shape == (32, 32, 3)
         assert np.array_equal(c.lr, d.lr) and np.array_equal(c.hr, d.hr)
-        assert np.array_equal(data.imresize(c.hr, scale=0.5)[3:-3, 3:-3], c.lr[3:-3, 3:-3])
+        assert np.array_equal(imaging.imresize(c.hr, scale=0.5)[3:-3, 3:-3], c.lr[3:-3, 3:-3])
     assert len(data.validation_crops(pairs, 2, lr_patch=16)) == 2
 
 
@@ -356,11 +358,11 @@ def test_patch_dataset_on_jax_backend(tiny_div2k, repo_root):
 # ---------------------------------------------------------------------- HR-only datasets, transforms, sharding
 
 
-def test_imaging_is_the_one_reader_and_data_reexports_it():
+def test_imaging_is_the_one_reader_and_data_does_not_reexport_it():
     import imaging
 
-    assert data.read_image is imaging.read_image and data.write_image is imaging.write_image
-    assert data.imresize is imaging.imresize and data.IMAGE_EXTS is imaging.IMAGE_EXTS
+    for name in ("read_image", "write_image", "imresize", "IMAGE_EXTS", "READABLE_EXTS"):
+        assert not hasattr(data, name), name  # one import path: imaging
     assert ".png" in imaging.IMAGE_EXTS and ".npy" in imaging.READABLE_EXTS
 
 
@@ -372,7 +374,7 @@ def test_very_large_image_is_one_warning_line_of_ours(tmp_path, monkeypatch, cap
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 px: over the bomb limit, under twice it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = data.read_image(tmp_path / "big.png")
+        out = imaging.read_image(tmp_path / "big.png")
     assert np.array_equal(out, img)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     lines = capsys.readouterr().err.strip().splitlines()
@@ -382,7 +384,7 @@ def test_very_large_image_is_one_warning_line_of_ours(tmp_path, monkeypatch, cap
 def test_open_hr_images_layouts(tmp_path, tiny_div2k):
     folder = tmp_path / "photos"
     for k in range(3):
-        data.write_image(folder / f"p{k}.png", _rgb(20, 20, k))
+        imaging.write_image(folder / f"p{k}.png", _rgb(20, 20, k))
     (folder / "notes.txt").write_text("not an image")
     assert [os.path.basename(p) for p in data.open_hr_images(folder)] == ["p0.png", "p1.png", "p2.png"]
     assert [os.path.basename(p) for p in data.open_hr_images(folder, images="2-3")] == ["p1.png", "p2.png"]
@@ -403,15 +405,15 @@ def _empty(tmp_path):
 def test_hr_patches_make_lr_by_the_transform_per_sample(tmp_path):
     hrs = [smooth_image(np.random.default_rng(k), 40, 48) for k in range(3)]
     for k, hr in enumerate(hrs):
-        data.write_image(tmp_path / f"{k}.png", hr)
+        imaging.write_image(tmp_path / f"{k}.png", hr)
     paths = data.open_hr_images(tmp_path)
-    ds = data.HRPatches(paths, 2, data.BicubicTransform(2), batch_size=4, lr_patch=8, seed=3)
+    ds = data.HRPatches(paths, 2, BicubicTransform(2), batch_size=4, lr_patch=8, seed=3)
     b = ds.batch(0, 1)
     assert b["lr"].shape == (4, 8, 8, 3) and b["hr"].shape == (4, 16, 16, 3) and b["lr"].dtype == np.float32
     for k in range(4):  # exactly MATLAB bicubic of the (augmented) HR crop
-        np.testing.assert_array_equal(b["lr"][k], data.imresize(b["hr"][k].astype(np.uint8), scale=0.5))
+        np.testing.assert_array_equal(b["lr"][k], imaging.imresize(b["hr"][k].astype(np.uint8), scale=0.5))
     # per sample: (seed, epoch, index) alone decide it, whichever batch or process asks
-    again = data.HRPatches(paths, 2, data.BicubicTransform(2), batch_size=4, lr_patch=8, seed=3)
+    again = data.HRPatches(paths, 2, BicubicTransform(2), batch_size=4, lr_patch=8, seed=3)
     np.testing.assert_array_equal(again.sample(0, 5)["hr"], b["hr"][1])
     assert not np.array_equal(ds.batch(1, 1)["hr"], b["hr"])  # another epoch, other crops
 
@@ -419,7 +421,7 @@ def test_hr_patches_make_lr_by_the_transform_per_sample(tmp_path):
 
     def noisy(hr, rng):  # a transform that draws from the sample's generator (as the degradation pipeline does)
         seen.append(rng)
-        lr = data.imresize(hr, scale=0.5).astype(np.float32) + rng.normal(0, 1, (hr.shape[0] // 2,) * 2 + (3,))
+        lr = imaging.imresize(hr, scale=0.5).astype(np.float32) + rng.normal(0, 1, (hr.shape[0] // 2,) * 2 + (3,))
         return {"lr": lr, "hr": hr, "hr_usm": hr}
 
     ds = data.HRPatches(paths, 2, noisy, batch_size=2, lr_patch=8, seed=3)
@@ -433,16 +435,16 @@ def test_realesrgan_recipe_hands_whole_patches_and_pads_small_images(tmp_path):
     over crop_pad_size patches (an image smaller than that whole, for the transform to pad) without augmenting,
     and the transform's paired crop is the batch (GT scale x lr_patch, LR lr_patch)."""
     for k, (h, w) in enumerate([(64, 80), (30, 40)]):
-        data.write_image(tmp_path / f"{k}.png", smooth_image(np.random.default_rng(k), h, w))
+        imaging.write_image(tmp_path / f"{k}.png", smooth_image(np.random.default_rng(k), h, w))
     paths = data.open_hr_images(tmp_path)
     config = {"degradation": {"final_sinc_prob": 0.0, "jpeg_range": [60, 95]}, "realesrgan_crop": 48, "lr_patch": 8}
-    t = data.make_transform("realesrgan", 2, config)
-    assert t.crop and t.gt_size == 16 and t.scale == 2 and data.hr_patch_of(t) == 48
+    t = make_transform("realesrgan", 2, config)
+    assert t.crop and t.gt_size == 16 and t.scale == 2 and hr_patch_of(t) == 48
     assert t.config["final_sinc_prob"] == 0.0 and t.config["jpeg_range"] == [60, 95] and t.config["crop_pad_size"] == 48
-    approx = data.make_transform("realesrgan", 2, dict(config, realesrgan_crop=0))
-    assert not approx.crop and data.hr_patch_of(approx) is None and approx.config["final_sinc_prob"] == 0.0
+    approx = make_transform("realesrgan", 2, dict(config, realesrgan_crop=0))
+    assert not approx.crop and hr_patch_of(approx) is None and approx.config["final_sinc_prob"] == 0.0
     with pytest.raises(UserError, match="unknown degradation option"):
-        data.make_transform("realesrgan", 2, {"degradation": {"nosuch": 1}})
+        make_transform("realesrgan", 2, {"degradation": {"nosuch": 1}})
 
     seen = []
 
@@ -452,7 +454,7 @@ def test_realesrgan_recipe_hands_whole_patches_and_pads_small_images(tmp_path):
 
     with pytest.raises(UserError, match="smaller than"):
         data.HRPatches(paths, 2, recording, hr_patch=48, augment=False)
-    ds = data.HRPatches(paths, 2, recording, batch_size=6, hr_patch=data.hr_patch_of(t), augment=False, seed=1,
+    ds = data.HRPatches(paths, 2, recording, batch_size=6, hr_patch=hr_patch_of(t), augment=False, seed=1,
                         smaller_ok=True)
     b = ds.batch(0, 0)
     assert b["lr"].shape == (6, 8, 8, 3) and b["hr"].shape == b["hr_usm"].shape == (6, 16, 16, 3)

@@ -80,7 +80,7 @@ def test_alpha_and_16_bit_kept(models, images, tmp_path):
     """RGBA in -> RGBA PNG out (alpha by bicubic); 16-bit in -> 16-bit out, equal to the 8-bit domain run."""
     import cv2
 
-    import data
+    import imaging
     from evaluation import inference
     import metrics
     import model as model_lib
@@ -113,7 +113,7 @@ def test_alpha_and_16_bit_kept(models, images, tmp_path):
     a16 = cv2.imread(str(tmp_path / "o16" / "a16.png"), cv2.IMREAD_UNCHANGED)
     assert a16.dtype == np.uint16 and a16.shape == (24, 26, 4)
     np.testing.assert_array_equal(a16[..., 3], 30000)
-    assert data.read_image(str(tmp_path / "o16" / "a16.png")).dtype == np.uint8  # still readable by THE reader
+    assert imaging.read_image(str(tmp_path / "o16" / "a16.png")).dtype == np.uint8  # still readable by THE reader
 
 
 def test_loss_mode_from_the_checkpoint(models, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage, special
 
-import data
+import imaging
 import metrics
 from metrics import niqe
 from utils import UserError
@@ -35,7 +35,7 @@ def _photo(rng, h, w, flat=False):
 
 
 def _set5(shared_dir):
-    return {p.stem: data.read_image(str(p)) for p in sorted((shared_dir / "datasets" / "Set5" / "HR").glob("*.png"))}
+    return {p.stem: imaging.read_image(str(p)) for p in sorted((shared_dir / "datasets" / "Set5" / "HR").glob("*.png"))}
 
 
 def test_alpha_grid_lookup_is_argmin():
@@ -81,7 +81,7 @@ def test_vectorised_equals_plain_reference_on_set5(shared_dir, reference):
 
 def test_basicsr_value_for_baboon(shared_dir):
     """BasicSR's own test: baboon, convert 'y', no crop -> 5.7295763 (MATLAB 5.7296)."""
-    img = data.read_image(str(shared_dir / "datasets" / "Set14" / "HR" / "baboon.png"))
+    img = imaging.read_image(str(shared_dir / "datasets" / "Set14" / "HR" / "baboon.png"))
     assert niqe.niqe(img, "y") == pytest.approx(5.7295763, abs=2e-6)
 
 

@@ -100,7 +100,9 @@ def test_realesrgan_loader_recipe_degradation_options_and_whole_image_validation
             "--degradation", "final_sinc_prob=0", "jpeg_range=[60,95]"]
     config = schema.resolve(schema.build_parser(args).parse_args(args))
     assert config["degradation"] == {"final_sinc_prob": 0, "jpeg_range": [60, 95]}
-    train_source, valid = train.load_datasets(config)
+    from training import setup
+
+    train_source, valid = setup.load_datasets(config)
     t = train_source.transform
     assert t.crop and t.config["final_sinc_prob"] == 0 and t.config["jpeg_range"] == [60, 95]
     assert train_source.hr_patch == 48 and not train_source.augment

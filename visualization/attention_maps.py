@@ -198,7 +198,7 @@ def build_parser():
     p.add_argument("--arch", choices=("attention-unet", "attention-unet-multiscale"),
                    help="architecture of a PyTorch .pth discriminator")
     p.add_argument("--num-feat", type=int, default=64, help="width of a PyTorch .pth discriminator (default 64)")
-    p.add_argument("-i", "--image", required=True, help="RGB image (any format data.read_image reads)")
+    p.add_argument("-i", "--image", required=True, help="RGB image (any format imaging.read_image reads)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--max-side", type=int, default=160, help="--run: longest side of each grid cell (default 160)")
     p.add_argument("--stretch", action="store_true", help="min-max normalise each attention map before colouring "
