@@ -1,7 +1,7 @@
 """Memory of benchmarking many checkpoints: peak RSS after 1, 3, 10 and 30 edsr-16 checkpoints.
 
 Each checkpoint is loaded, evaluated with `evaluation.evaluate` and dropped exactly as bench.py's loop does
-(`bench.load_checkpoint`, `evaluate`, `del model`, `keras.backend.clear_session()`). The checkpoints are
+(`checkpoints.load_checkpoint`, `evaluate`, `del model`, `keras.backend.clear_session()`). The checkpoints are
 random-weight edsr-16 x2 models saved as .keras files in a temporary folder by a child process, so that
 making them does not count towards this process's peak. Goal (issue 9): the peak after 30 checkpoints is
 at most 10% above the peak after 3, i.e. bench holds one model at a time.
@@ -82,20 +82,20 @@ def main(argv=None):
         import keras
         import numpy as np
 
-        import bench
+        from evaluation import checkpoints
         from evaluation import scorer
         from conftest import smooth_image
 
         rng = np.random.default_rng(0)
         s = args.scale
         pairs = [(f"img{i}", None, smooth_image(rng, args.size * s, args.size * s)) for i in range(args.images)]
-        paths = bench.find_checkpoints([folder])
+        paths = checkpoints.find_checkpoints([folder])
         print(f"backend {keras.backend.backend()}; RSS before the first checkpoint {rss_mb():.0f} MB")
         print(f"{'checkpoints':>11} {'peak RSS MB':>12} {'RSS MB':>8} {'s/checkpoint':>13}")
         peaks = {}
         t0 = time.perf_counter()
         for i, path in enumerate(paths, 1):
-            model = bench.load_checkpoint(path)
+            model = checkpoints.load_checkpoint(path)
             scorer.evaluate(model, pairs, s, progress=False, name=path)
             del model
             keras.backend.clear_session()  # as bench.py does after each checkpoint

@@ -1,6 +1,6 @@
 """Inference: full-image or tiled super-resolution with optional x8 geometric self-ensemble.
 
-`super_resolve` is the one routine bench.py, demo.py and train.py's validation call.
+`super_resolve` is the one routine bench.py, demo.py and training validation call (through evaluation.scorer).
 
 Compilation policy (measured on CPU, see docs/demo.md and docs/speed.md):
 - TensorFlow, full images: one shape-generic graph without XLA (traced once); every benchmark image has its
@@ -12,8 +12,9 @@ Compilation policy (measured on CPU, see docs/demo.md and docs/speed.md):
   benchmark set compiles a handful of times, not once per image. Op-by-op JAX was 2.5-4x slower.
 - PyTorch: eager under `torch.no_grad()` (no autograd graph); torch.compile warms up slower on CPU than it
   saves.
-- Tiles (`tile=N`): every call has the shape `tile_batch x N x N x 3`, XLA-compiled once per model on
-  JAX and, on TensorFlow, where a GPU/TPU is present.
+- Tiles (`tile=N`, THE tile routine `_run_tiled` on the minimal `tile_plan`): all tiles of an image have one
+  shape (at most N x N, never larger than the image), batched `tile_batch` per call; XLA-compiled once per
+  image size on JAX and, on TensorFlow, where a GPU/TPU is present.
 
 Cached callables hold their model through a weak reference, and the cache is keyed weakly by the model, so
 a model (and its compiled functions) is freed as soon as the caller drops it (bench over many checkpoints).
@@ -23,12 +24,14 @@ import weakref
 
 import numpy as np
 
+from utils import UserError, warn
+
 # sigma^2 = LOGVAR_UNIT^2 * exp(s) in grey levels^2: the GRAM loss normalises the residual by 127.5.
 LOGVAR_UNIT = 127.5
 DEFAULT_BUCKET = 32
 
-# model -> {"scale": int, "radius": float, "graph"/"jit"/"eager": fn, "traces": [shapes]}. The values must
-# never reference the model strongly: a WeakKeyDictionary entry whose value holds its key is never freed.
+# model -> {"scale": int, "radius": float, "graph"/"jit"/"eager": fn, "traces": [shapes], "warned_tiles": {tile}}.
+# The values must never reference the model strongly: a WeakKeyDictionary entry whose value holds its key is never freed.
 _CACHE = weakref.WeakKeyDictionary()
 
 
@@ -251,6 +254,15 @@ def _bucket_size(n, bucket, margin, min_factor=4):
     return -(-n // bucket) * bucket
 
 
+def _pad_to(img, height, width):
+    """Reflect-pad an HxWxC image at the bottom/right up to height x width (bucketed full images)."""
+    ph, pw = height - img.shape[0], width - img.shape[1]
+    if ph <= 0 and pw <= 0:
+        return img
+    mode = "reflect" if min(img.shape[:2]) > 1 else "edge"
+    return np.pad(img, ((0, max(ph, 0)), (0, max(pw, 0)), (0, 0)), mode=mode)
+
+
 def _run_bucketed(predict, img, scale, bucket, margin):
     """The full-image output of `img` from calls on bucket-sized inputs only; equal to the unpadded run.
 
@@ -283,45 +295,56 @@ def _run_bucketed(predict, img, scale, bucket, margin):
 
 
 # ---------------------------------------------------------------------------------------------- tiling
-def _tile_starts(size, tile, overlap):
-    """Tile starts along one axis and, for each, the [lo, hi) output core it owns (input pixels).
+def _axis_plan(size, tile, overlap):
+    """The minimal tiles along one axis: (length t, [(start, lo, hi)]), [lo, hi) the output core a tile owns.
 
-    Cores have stride tile - 2*overlap; a tile starts `overlap` before its core, clamped into the image,
-    so every core has at least `overlap` pixels of real context on each side or touches the image
-    border (where the tile edge is the image edge, exactly as in the full-image run).
+    One tile when the axis fits (a tile at least as large as the image is the image). Otherwise the fewest
+    tiles k of one length t <= tile such that neighbours share at least 2 * overlap pixels: the extra work
+    is 2 * overlap * (k - 1) pixels, the least any plan with that context can do (t = ceil((size + 2 *
+    overlap * (k - 1)) / k), starts spread evenly). A core boundary sits mid-way in the shared strip, so
+    every core has `overlap` pixels of real context on each side or touches the image border, where the tile
+    edge is the image edge exactly as in a full-image run.
     """
-    core = tile - 2 * overlap
-    out = []
-    for lo in range(0, size, core):
-        hi = min(lo + core, size)
-        start = min(max(lo - overlap, 0), max(size - tile, 0))
-        out.append((start, lo, hi))
-    return out
+    if size <= tile:
+        return size, [(0, 0, size)]
+    k = -(-(size - 2 * overlap) // (tile - 2 * overlap))
+    t = -(-(size + 2 * overlap * (k - 1)) // k)
+    starts = [round(i * (size - t) / (k - 1)) for i in range(k)]
+    bounds = [0] + [(starts[i + 1] + starts[i] + t) // 2 for i in range(k - 1)] + [size]
+    return t, [(s, bounds[i], bounds[i + 1]) for i, s in enumerate(starts)]
 
 
-def _pad_to(img, height, width):
-    """Reflect-pad an HxWxC image at the bottom/right up to height x width (small images)."""
-    ph, pw = height - img.shape[0], width - img.shape[1]
-    if ph <= 0 and pw <= 0:
-        return img
-    mode = "reflect" if min(img.shape[:2]) > 1 else "edge"
-    return np.pad(img, ((0, max(ph, 0)), (0, max(pw, 0)), (0, 0)), mode=mode)
+def tile_plan(height, width, tile, overlap):
+    """Tile shape (th, tw) and tiles [((ys, ylo, yhi), (xs, xlo, xhi))] of an image: see `_axis_plan`."""
+    th, rows = _axis_plan(height, tile, overlap)
+    tw, cols = _axis_plan(width, tile, overlap)
+    return (th, tw), [(r, c) for r in rows for c in cols]
+
+
+def tile_cost(height, width, tile, overlap):
+    """Pixels the network computes for a tiled image / the image's pixels (1.0: nothing computed twice)."""
+    (th, tw), jobs = tile_plan(height, width, tile, overlap)
+    return len(jobs) * th * tw / (height * width)
 
 
 def _run_tiled(predict, img, scale, tile, overlap, tile_batch, fixed_batch=True):
+    """THE tile routine: the minimal plan's tiles through `predict` in batches, cores stitched at x`scale`.
+
+    Every tile of an image has one shape, so a compiled predictor traces once per image size. Compiled
+    (fixed_batch): every call has the same batch size, the fewest calls of at most `tile_batch` tiles, the
+    last one zero-filled; eager: only the real tiles.
+    """
     h, w = img.shape[:2]
-    padded = _pad_to(img, max(h, tile), max(w, tile))
-    rows = _tile_starts(h, tile, overlap)
-    cols = _tile_starts(w, tile, overlap)
-    jobs = [(r, c) for r in rows for c in cols]
+    (th, tw), jobs = tile_plan(h, w, tile, overlap)
+    calls = -(-len(jobs) // max(1, int(tile_batch)))
+    size = -(-len(jobs) // calls)
     out = None
-    for b in range(0, len(jobs), tile_batch):
-        chunk = jobs[b : b + tile_batch]
-        # compiled: a fixed batch shape (zero-filled), so XLA compiles once; eager: only the real tiles
-        batch = np.zeros((tile_batch if fixed_batch else len(chunk), tile, tile, img.shape[2]), np.float32)
+    for b in range(0, len(jobs), size):
+        chunk = jobs[b : b + size]
+        batch = np.zeros((size if fixed_batch else len(chunk), th, tw, img.shape[2]), np.float32)
         for i, ((ys, _, _), (xs, _, _)) in enumerate(chunk):
-            batch[i] = padded[ys : ys + tile, xs : xs + tile]
-        pred = predict(batch)
+            batch[i] = img[ys : ys + th, xs : xs + tw]
+        pred = np.asarray(predict(batch), np.float32)
         if out is None:
             out = np.empty((h * scale, w * scale, pred.shape[-1]), np.float32)
         for i, ((ys, ylo, yhi), (xs, xlo, xhi)) in enumerate(chunk):
@@ -389,23 +412,52 @@ def default_tile_overlap(model):
     return TILE_OVERLAP_CAP if margin is None else min(margin, TILE_OVERLAP_CAP)
 
 
-def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, jit="auto", scale=None,
+def tile_overlap_for(model, tile, overlap=None):
+    """The overlap a tile of `tile` LR pixels runs with: `overlap` as given, else the model's default.
+
+    A given overlap must leave a core (tile > 2 * overlap; UserError otherwise). The default is cut to
+    tile // 4 where the tile is too small for it (at least half of each tile is then core, so a tiled image
+    costs at most about 4x its pixels), with a one-line warning, once per model and tile size: the output
+    then differs from the untiled one near tile edges.
+    """
+    tile = int(tile)
+    if tile < 1:
+        raise UserError(f"tile {tile} must be a positive number of LR pixels, e.g. 256")
+    if overlap is not None:
+        overlap = int(overlap)
+        if overlap < 0 or tile <= 2 * overlap:
+            raise UserError(f"tile ({tile}) must be larger than twice the tile overlap ({overlap})")
+        return overlap
+    needed = default_tile_overlap(model)
+    if 4 * needed <= tile:
+        return needed
+    fitted = tile // 4
+    warned = _cache(model).setdefault("warned_tiles", set())
+    if tile not in warned:
+        warned.add(tile)
+        warn(f"tile {tile} leaves room for {fitted} LR px of overlap, less than the {needed} this model's receptive "
+             f"field needs: expect seams (differences from the untiled output, possibly above 1 grey level) at "
+             f"tile edges; use tile {4 * needed} or more for a seamless result")
+    return fitted
+
+
+def super_resolve(model, lr, tile=None, tile_overlap=None, self_ensemble=False, jit="auto", scale=None,
                   tile_batch=4, loss_mode="l2", bucket=DEFAULT_BUCKET):
     """Super-resolve one image. Returns float32 (s*H, s*W, C) in pixel units, not rounded.
 
     model: keras model (or callable NHWC float32 -> NHWC) with output C = 3, or 6 for a log-variance model.
     lr: uint8 or float HxWx3 (or HxW grey) in pixel units [0, 255].
-    tile: process in N x N tiles (batches of `tile_batch`), each cropped by `tile_overlap` input pixels per
-      side; equals the full-image output where the overlap covers the receptive field. Images smaller
-      than a tile are reflect-padded (outputs within the receptive field of the padded edge then differ
-      slightly from a full-image run).
+    tile: process in tiles of at most N x N LR pixels (`tile_plan`: the fewest tiles, all of one shape, none
+      larger than the image), `tile_batch` per call; equals the full-image output where the overlap covers
+      the receptive field. tile_overlap: LR pixels of context each tile core gets from its neighbours;
+      None: the model's receptive field (`tile_overlap_for`).
     self_ensemble: EDSR's x8 geometric ensemble (rotations x flip, inverted and averaged; log-variance
       outputs combined by the law of total variance, see `combine_ensemble`).
-    jit: "auto" (JAX: XLA, full images on bucket shapes; TensorFlow: XLA for fixed-shape tiles on a GPU/TPU,
-      otherwise one shape-generic graph; PyTorch: eager), True (XLA where the backend has it) or False
+    jit: "auto" (JAX: XLA, full images on bucket shapes; TensorFlow: XLA for tiles on a GPU/TPU, otherwise
+      one shape-generic graph; PyTorch: eager), True (XLA where the backend has it) or False
       (TF: the shape-generic graph; other backends: eager).
     scale: the upscaling factor; default read from the model (`model.model_scale`, cached).
-    tile_batch: tiles per model call (fixed, the last batch is zero-filled).
+    tile_batch: at most this many tiles per model call (compiled: the last call zero-filled to the same size).
     loss_mode: the log-variance convention ("l2" Gaussian / "l1" Laplace) used to combine the ensemble.
     bucket: with XLA on full images, round H and W up to a multiple of this (exact output, see
       `_run_bucketed`), so a set of images compiles once per bucket; None or 0: one compile per shape.
@@ -418,11 +470,8 @@ def super_resolve(model, lr, tile=None, tile_overlap=16, self_ensemble=False, ji
     lr = lr.astype(np.float32)
     scale = resolve_scale(model, scale)
     if tile is not None:
-        tile, tile_overlap = int(tile), int(tile_overlap)
-        if tile_overlap < 0 or tile <= 2 * tile_overlap:
-            from utils import UserError
-
-            raise UserError(f"tile ({tile}) must be larger than twice the tile overlap ({tile_overlap})")
+        tile = int(tile)
+        tile_overlap = tile_overlap_for(model, tile, tile_overlap)
     if jit == "auto":
         backend = _backend() if _is_keras_model(model) else None
         jit = backend == "jax" or (tile is not None and has_accelerator())

@@ -1,9 +1,10 @@
-"""Score a model (or bicubic interpolation) on a list of LR/HR pairs with metrics.py.
+"""THE scorer: super-resolve, round to 8 bits, crop, score with the metrics registry (bench.py and validation).
 
-`evaluate` is shared by bench.py and train.py's validation. Pairs are `(stem, lr, hr)` triples where lr and
-hr are image paths (as `data.open_pairs` returns them) or uint8 arrays already in memory (fixed random
-crops for per-epoch validation). Each image is super-resolved with `inference.super_resolve`, rounded to
-8 bits and scored; the row holds the mean over images of each per-image number, as papers report.
+`score_one` is the one scoring step: a predictor's output for one LR image, rounded to 8 bits
+(`metrics.quantize`), the HR cropped to it ("modcrop"), and each requested metric of `metrics.registry` called
+with the border `shave`. `evaluate` runs it over (stem, lr, hr) pairs, where lr and hr are image paths (as
+`data.open_pairs` returns them) or uint8 arrays already in memory; the row holds the mean over images of each
+per-image number, as papers report. Training validation (`training.trainer.Validation`) calls `score_one` too.
 
 `evaluate_images` is the no-reference counterpart: images without ground truth (real photographs, or the HR
 images of a test set in the A-ESRGAN protocol) are super-resolved and scored by no-reference metrics (NIQE).
@@ -15,11 +16,12 @@ import os
 import numpy as np
 
 import metrics as metrics_lib  # `evaluate` has a parameter named metrics
+from evaluation import inference
 from utils import UserError, warn
 
 BICUBIC = "bicubic"
 AS_IS = "as-is"  # evaluate_images without super-resolution: the images themselves are scored
-FIDELITY = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")  # metrics.score's four numbers, the default set
+FIDELITY = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")  # the default set with a reference
 
 
 def bicubic_upscale(lr, scale):
@@ -27,9 +29,9 @@ def bicubic_upscale(lr, scale):
 
     uint8 arithmetic, rounded after each axis as MATLAB's imresize of a uint8 image: the PSNR tables' bicubic.
     """
-    import data
+    import imaging
 
-    return data.imresize(np.asarray(lr), scale=scale)
+    return imaging.imresize(np.asarray(lr), scale=scale)
 
 
 def bicubic_upscale_float(img, scale):
@@ -37,9 +39,9 @@ def bicubic_upscale_float(img, scale):
 
     (BasicSR's imresize works in float; on Set5 HR x4 this gives NIQE 7.8524 as the paper, the uint8 path 7.7258.)
     """
-    import data
+    import imaging
 
-    return metrics_lib.quantize(data.imresize(np.asarray(img, dtype=np.float64), scale=scale))
+    return metrics_lib.quantize(imaging.imresize(np.asarray(img, dtype=np.float64), scale=scale))
 
 
 def check_metrics(names, reference=True):
@@ -61,26 +63,38 @@ def no_reference_metrics():
     return [n for n in registry.metric_names() if not registry.get_metric(n).needs_reference]
 
 
-def _score_extra(found, sr, hr, shave, metric_options, stem):
-    """Values of the non-fidelity metrics in `found` for one quantized SR image (errors name the image)."""
-    out = {}
-    for m in found:
-        if m.name in FIDELITY:
-            continue
+def score_one(predict, lr, hr, scale, names, shave, metric_options=None, stem="", model_name=""):
+    """THE scoring step: `predict(lr)` (float, C = 3 or 6) rounded to 8 bits and scored against `hr`.
+
+    hr: the uint8 ground truth, cropped here to the output size (HR sizes not divisible by the scale lose
+    their last rows/columns), or None for no-reference metrics. names: registered metrics, each called as
+    `fn(sr, hr, shave=shave, **metric_options[name])`; an error of a metric names the image (`stem`).
+    Returns (sr float output, quantized uint8 SR, cropped hr, {name: value}).
+    """
+    sr = np.asarray(predict(lr))
+    h, w = lr.shape[0] * scale, lr.shape[1] * scale
+    if sr.shape[0] != h or sr.shape[1] != w:
+        raise UserError(f"{model_name}: output {sr.shape[1]}x{sr.shape[0]} for a {lr.shape[1]}x{lr.shape[0]} "
+                        f"input is not x{scale}; is it a model of another scale?")
+    quantized = metrics_lib.quantize(sr[..., :3] if sr.ndim == 3 else sr)
+    hr = None if hr is None else hr[:h, :w]
+    values = {}
+    for name in names:
         try:
-            out[m.name] = float(m.fn(sr, hr, shave=shave, **(metric_options or {}).get(m.name, {})))
+            values[name] = float(metrics_lib.get_metric(name).fn(quantized, hr, shave=shave,
+                                                                 **(metric_options or {}).get(name, {})))
         except UserError as e:
             raise UserError(f"{stem}: {e}") from None
-    return out
+    return sr, quantized, hr, values
 
 
 def _load(item, keep_grey=True):
     """A pair element as a uint8 array: read paths with THE image reader, pass arrays through."""
     if isinstance(item, np.ndarray):
         return item
-    import data
+    import imaging
 
-    return data.read_image(item, keep_grey=keep_grey)
+    return imaging.read_image(item, keep_grey=keep_grey)
 
 
 def _item_name(item, stem):
@@ -109,8 +123,11 @@ def _model_name(model):
     return name or getattr(model, "__name__", None) or repr(model)
 
 
-def _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode="l2", bicubic=bicubic_upscale):
-    """lr uint8 -> float32 sHxsWxC (C = 3 or 6) for a keras model, a callable, or "bicubic" (`bicubic(lr, scale)`)."""
+def predictor(model, scale, self_ensemble=False, tile=None, tile_overlap=None, loss_mode="l2",
+              bicubic=bicubic_upscale):
+    """lr uint8 -> float32 sHxsWxC (C = 3 or 6) for a keras model, a callable, or "bicubic" (`bicubic(lr, scale)`).
+
+    Models go through `inference.super_resolve` (full image, or THE tile routine when `tile` is given)."""
     if isinstance(model, str) and model == BICUBIC:
         if self_ensemble:
             raise UserError("--self-ensemble does not apply to the bicubic baseline")
@@ -118,8 +135,6 @@ def _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode="l2
     import keras
 
     if isinstance(model, keras.Model) or callable(model):
-        from evaluation import inference
-
         def predict(lr):
             return inference.super_resolve(model, lr, tile=tile, tile_overlap=tile_overlap, loss_mode=loss_mode,
                                            self_ensemble=self_ensemble, scale=scale)
@@ -168,7 +183,7 @@ def _progress(items, progress, label, dataset, scale):
     return tqdm(items, desc=f"{label} {dataset or ''} x{scale}".strip(), unit="img", leave=False, dynamic_ncols=True)
 
 
-def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=16, progress=True,
+def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, tile_overlap=None, progress=True,
              dataset=None, name=None, loss_mode=None, plots_dir=None, metrics=None, metric_options=None):
     """Evaluate `model` on `pairs` at `scale`; returns one result row (a JSON-able dict).
 
@@ -191,14 +206,13 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
     """
     scale = int(scale)
     names = list(metrics) if metrics is not None else list(FIDELITY)
-    found = check_metrics(names)
-    fidelity_needed = any(n in FIDELITY for n in names)
+    check_metrics(names)
     shave = scale if shave is None else int(shave)
     if loss_mode is None:  # the log-variance convention: from a compiled checkpoint's loss, else Gaussian (l2)
         import losses
 
         loss_mode = losses.checkpoint_loss_mode(model)
-    predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode)
+    predict = predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode)
     pairs = list(pairs)
     iterator = _progress(pairs, progress, name or _model_name(model), dataset, scale)
     per_image, uncert, pooled, pooled_size = {}, [], [], 0
@@ -206,10 +220,10 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         lr = lr_item
         hr = _load(hr_item, keep_grey=True)
         if lr is None:
-            import data
+            import imaging
 
             h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
-            lr = data.imresize(hr[:h, :w], scale=1.0 / scale)
+            lr = imaging.imresize(hr[:h, :w], scale=1.0 / scale)
         else:
             lr = _load(lr, keep_grey=True)
         if lr.shape[0] != hr.shape[0] // scale or lr.shape[1] != hr.shape[1] // scale:
@@ -220,17 +234,9 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
         if hr.ndim == 3 and lr.ndim == 2:
             lr = np.stack([lr] * 3, axis=-1)
         # Models take RGB; a grey LR (grey HR) goes in as three equal channels, and comes out scored on grey.
-        sr = np.asarray(predict(lr))
-        h, w = lr.shape[0] * scale, lr.shape[1] * scale
-        if sr.shape[0] != h or sr.shape[1] != w:
-            raise UserError(f"{_model_name(model)}: output {sr.shape[1]}x{sr.shape[0]} for a {lr.shape[1]}x"
-                            f"{lr.shape[0]} input is not x{scale}; is it a model of another scale?")
-        hr = hr[:h, :w]  # "modcrop": HR sizes not divisible by the scale lose their last rows/columns
+        sr, _, hr, per_image[stem] = score_one(predict, lr, hr, scale, names, shave, metric_options, stem,
+                                               _model_name(model))
         mean = sr[..., :3] if sr.ndim == 3 else sr
-        quantized = metrics_lib.quantize(mean)
-        per_image[stem] = metrics_lib.score(hr, quantized, shave=shave) if fidelity_needed else {}
-        per_image[stem] = {k: v for k, v in per_image[stem].items() if k in names}
-        per_image[stem].update(_score_extra(found, quantized, hr, shave, metric_options, stem))
         if sr.ndim == 3 and sr.shape[-1] == 6:
             hr3 = hr if hr.ndim == 3 else np.stack([hr] * 3, axis=-1)
             u = _uncertainty([hr3], [mean], [sr[..., 3:]], shave, loss_mode)
@@ -261,7 +267,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
 
 
 def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None, self_ensemble=False, tile=None,
-                    tile_overlap=16, progress=True, dataset=None, name=None, input_kind="images"):
+                    tile_overlap=None, progress=True, dataset=None, name=None, input_kind="images"):
     """No-reference evaluation: super-resolve each image x`scale` and score the result; one result row.
 
     model: a keras model, a callable, "bicubic" (MATLAB bicubic in float, rounded once: the A-ESRGAN tables'
@@ -273,7 +279,7 @@ def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None
     metric_options, per_image {stem: {metric: value, "size": [w, h] of the scored image}}.
     """
     names = list(metrics)
-    found = check_metrics(names, reference=False)
+    check_metrics(names, reference=False)
     scale = 1 if isinstance(model, str) and model == AS_IS else int(scale)
     if isinstance(model, str) and model == AS_IS:
         def predict(img):
@@ -282,19 +288,15 @@ def evaluate_images(model, images, scale, metrics=("niqe",), metric_options=None
         import losses
 
         loss_mode = "l2" if isinstance(model, str) and model == BICUBIC else losses.checkpoint_loss_mode(model)
-        predict = _as_predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode,
+        predict = predictor(model, scale, self_ensemble, tile, tile_overlap, loss_mode,
                                 bicubic=bicubic_upscale_float)
     images = list(images)
     iterator = _progress(images, progress, name or _model_name(model), dataset, scale)
     per_image = {}
     for stem, item in iterator:
         img = _load(item, keep_grey=False)  # models take RGB; grey stays grey through 'y' and 'gray' alike
-        sr = np.asarray(predict(img))
-        if sr.shape[0] != img.shape[0] * scale or sr.shape[1] != img.shape[1] * scale:
-            raise UserError(f"{_model_name(model)}: output {sr.shape[1]}x{sr.shape[0]} for a {img.shape[1]}x"
-                            f"{img.shape[0]} input is not x{scale}; is it a model of another scale?")
-        quantized = metrics_lib.quantize(sr[..., :3] if sr.ndim == 3 else sr)
-        per_image[stem] = _score_extra(found, quantized, None, 0, metric_options, stem)
+        _, quantized, _, per_image[stem] = score_one(predict, img, None, scale, names, 0, metric_options, stem,
+                                                     _model_name(model))
         per_image[stem]["size"] = [int(quantized.shape[1]), int(quantized.shape[0])]
     row = {"model": name or _model_name(model), "dataset": dataset, "scale": scale}
     for key in names:

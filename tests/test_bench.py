@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bench
-from evaluation import scorer
+from evaluation import checkpoints, reports, scorer
 import metrics
 from utils import UserError
 
@@ -154,11 +154,11 @@ def test_markdown_table_layout():
         {"label": "m.keras", "dataset": "Set5", "scale": 2, "kind": "benchmark", "psnr_y": 37.0, "ssim_y": 0.95},
         {"label": "m.keras", "dataset": "DIV2K", "scale": 2, "kind": "div2k", "psnr_rgb": 34.5, "ssim_rgb": 0.93},
     ]
-    table = bench.markdown_table(rows).splitlines()
+    table = reports.markdown_table(rows).splitlines()
     assert table[0] == "| Model | Set5 x2 (Y) | DIV2K x2 (RGB) |"
     assert table[2] == "| Bicubic | 33.66 / 0.9299 | - |"
     assert re.fullmatch(r"\| m\.keras \| 37\.00 / 0\.9500 \| 34\.50 / 0\.9300 \|", table[3])
-    assert bench.epoch_of(os.path.join("x", "epoch-012-psnr-30.1000.keras")) == 12
+    assert checkpoints.epoch_of(os.path.join("x", "epoch-012-psnr-30.1000.keras")) == 12
 
 
 def test_evaluate_logvar_model_adds_uncertainty():
@@ -179,12 +179,12 @@ def test_gram_loss_mode_comes_from_the_checkpoint(tmp_path):
     (tmp_path / "models").mkdir()
     ckpt = tmp_path / "models" / "epoch-001-psnr-30.0000.keras"
     ckpt.write_bytes(b"")
-    assert bench.loss_mode_for(None, str(ckpt)) == "l2"  # nothing says: Gaussian
+    assert checkpoints.loss_mode_for(None, str(ckpt)) == "l2"  # nothing says: Gaussian
     (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": True, "loss_mode": "l1"}))
-    assert bench.loss_mode_for(None, str(ckpt)) == "l1"
-    assert bench.loss_mode_for(None, str(ckpt), override="l2") == "l2"
+    assert checkpoints.loss_mode_for(None, str(ckpt)) == "l1"
+    assert checkpoints.loss_mode_for(None, str(ckpt), override="l2") == "l2"
     (tmp_path / "args.json").write_text(json.dumps({"pred_logvar": False, "loss_mode": "l1"}))
-    assert bench.loss_mode_for(None, str(ckpt)) == "l2"
+    assert checkpoints.loss_mode_for(None, str(ckpt)) == "l2"
 
 
 # ------------------------------------------------------------------------------ NIQE and no-reference inputs
@@ -296,10 +296,10 @@ def test_run_dir_skips_resume_files(tiny_models, tmp_path):
     (run / "resume-002-000014.npz").write_bytes(b"state")
     (run / "models" / "discriminator").mkdir()  # a GAN run's discriminator checkpoints are not SR models
     shutil.copy(tiny_models["paths"][0], run / "models" / "discriminator" / "epoch-001.keras")
-    found = bench.find_checkpoints([str(run)])
+    found = checkpoints.find_checkpoints([str(run)])
     assert [os.path.basename(p) for p in found] == ["epoch-001-psnr-20.0000.keras", "epoch-002-psnr-20.0000.keras"]
-    assert bench.find_checkpoints([str(run / "models" / "*.keras")]) == found
-    assert bench.find_checkpoints([str(run / "**" / "*.keras")]) == found
+    assert checkpoints.find_checkpoints([str(run / "models" / "*.keras")]) == found
+    assert checkpoints.find_checkpoints([str(run / "**" / "*.keras")]) == found
 
 
 def test_one_model_at_a_time(benchmark_set, tiny_models, monkeypatch, tmp_path):
@@ -308,7 +308,7 @@ def test_one_model_at_a_time(benchmark_set, tiny_models, monkeypatch, tmp_path):
     import weakref
 
     loaded, alive_at_load = [], []
-    original = bench.load_checkpoint
+    original = checkpoints.load_checkpoint
 
     def load(path):
         gc.collect()
@@ -317,7 +317,7 @@ def test_one_model_at_a_time(benchmark_set, tiny_models, monkeypatch, tmp_path):
         loaded.append(weakref.ref(m))
         return m
 
-    monkeypatch.setattr(bench, "load_checkpoint", load)
+    monkeypatch.setattr(checkpoints, "load_checkpoint", load)
     bench.main(["--dataset", str(benchmark_set), "-i", tiny_models["dir"], "--metrics", "psnr_y", "niqe",
                 "-o", str(tmp_path / "m.json"), "--no-progress"])
     gc.collect()

@@ -64,13 +64,18 @@ def test_tiled_equals_full(make, image300):
 
 
 def test_tiles_compile_once(image300):
+    """All tiles of an image share one shape and fixed-size batches (one compile per image size); a tile at
+    least as large as the image is the image (issue 22: the minimal plan replaced fixed 48x48 padded tiles)."""
     model = conv_model()
     calls = []
     predict = inference._predictor(model, True)
     inference._cache(model)["jit"] = lambda x: (calls.append(x.shape), predict(x))[1]
     inference.super_resolve(model, image300[:97, :131], tile=48, tile_overlap=8, jit=True)
+    assert calls == [(4, 43, 45, 3)] * 3  # 3 x 4 tiles of 43x45 (<= 48), 4 per call
+    inference.super_resolve(model, image300[:97, :131], tile=48, tile_overlap=8, jit=True, tile_batch=5)
+    assert calls[3:] == [(4, 43, 45, 3)] * 3  # at most 5 per call: 3 equal calls of 4, none zero-filled
     inference.super_resolve(model, image300[:20, :33], tile=48, tile_overlap=8, jit=True)
-    assert set(calls) == {(4, 48, 48, 3)}
+    assert calls[6:] == [(1, 20, 33, 3)]
 
 
 @pytest.mark.parametrize("shape", [(37, 53), (64, 64), (65, 17), (1, 9)])
@@ -261,3 +266,63 @@ def test_bucket_sizes_and_accelerator_policy(monkeypatch):
     out = inference.super_resolve(model, img, jit=True)
     assert np.abs(out - ref).max() < 1e-3
     assert (1, 32, 64, 3) in inference._cache(model)["traces"][n0:]  # padded in both axes
+
+
+# ------------------------------------------------------------------------------ the minimal tile plan (issue 22)
+@pytest.mark.parametrize("tile", [16, 48, 84, 256])
+@pytest.mark.parametrize("overlap", [0, 4, 21, 37])
+def test_tile_plan_is_minimal(tile, overlap):
+    """Cores partition the image; every core has `overlap` px of real context or touches the border; no tile is
+    larger than the tile size or the image; one tile fewer could not give neighbours 2 * overlap shared pixels."""
+    if tile <= 2 * overlap:
+        return
+    for size in range(1, 400, 13):
+        t, tiles = inference._axis_plan(size, tile, overlap)
+        assert t <= min(tile, size)
+        assert [lo for _, lo, _ in tiles] == [0] + [hi for _, _, hi in tiles[:-1]] and tiles[-1][2] == size
+        for start, lo, hi in tiles:
+            assert 0 <= start and start + t <= size and lo < hi
+            assert lo == 0 or lo - start >= overlap
+            assert hi == size or start + t - hi >= overlap
+        k = len(tiles) - 1  # the least work: k tiles of at most `tile` pixels could not cover with that context
+        assert (size <= tile) == (k == 0) and (k == 0 or k * tile - 2 * overlap * (k - 1) < size)
+    assert inference.tile_cost(120, 160, 256, 64) == 1.0  # a tile at least as large as the image is the image
+    assert inference.tile_plan(120, 160, 84, 10)[0] == (70, 67)  # 2 x 3 tiles of 70x67, not 84x84 padded ones
+
+
+def test_tile_batch_does_not_change_the_result():
+    model = edsr_like()
+    img = smooth_image(np.random.default_rng(9), 61, 75)
+    ref = inference.super_resolve(model, img, tile=32, tile_overlap=8, tile_batch=1, jit=False)
+    assert np.abs(ref - inference.super_resolve(model, img, jit=False)).max() < 1e-2
+    for batch in (2, 3, 16):
+        for jit in (False, True):
+            out = inference.super_resolve(model, img, tile=32, tile_overlap=8, tile_batch=batch, jit=jit)
+            assert np.abs(out - ref).max() < 1e-2, (batch, jit)
+
+
+def test_small_tile_gets_the_largest_overlap_it_can_take(capsys):
+    """Default overlap = the receptive field (8 here); a tile too small for it runs with tile // 4 and one warning
+    (once per model and tile), and an explicit overlap is used as given."""
+    model = edsr_like()
+    assert inference.default_tile_overlap(model) == 8
+    assert inference.tile_overlap_for(model, 32) == 8
+    img = smooth_image(np.random.default_rng(10), 40, 50)
+    inference.super_resolve(model, img, tile=20)
+    inference.super_resolve(model, img, tile=20)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: tile 20 leaves room for 5 LR px of overlap, less than "
+                                               "the 8") and "use tile 32 or more" in err[0]
+    assert inference.tile_overlap_for(model, 20, 9) == 9
+    assert capsys.readouterr().err == ""
+
+
+def test_default_overlap_caps_deep_nets():
+    """RRDBNet's receptive-field bound is far beyond the context that matters (docs/demo.md): capped."""
+    import model as model_lib
+
+    tiny = model_lib.build_model("rrdbnet", 4, num_filters=8, num_res_blocks=1, growth_channels=4)
+    assert inference.bucket_margin(tiny) == 20  # 1 RRDB: 15 convs + conv_first / trunk + HR convs
+    assert inference.default_tile_overlap(tiny) == 20
+    full = model_lib.build_model("rrdbnet", 4, num_filters=8, num_res_blocks=23, growth_channels=4)
+    assert inference.bucket_margin(full) > 300 and inference.default_tile_overlap(full) == inference.TILE_OVERLAP_CAP

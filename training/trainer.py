@@ -130,23 +130,21 @@ class Validation:
             raise UserError("no validation images; check --validation-images and --validation-steps")
 
     def __call__(self, network, stop=lambda: False, hook=lambda: None):
-        import data
-        from evaluation import inference
-        import metrics
+        import imaging
+        from evaluation import scorer
 
+        predict = scorer.predictor(network, self.scale, loss_mode=self.loss_mode)
         scores, images = [], []
         for k, (stem, lr, hr) in enumerate(self.pairs):
             if stop():
                 return None, images
-            lr = data.read_image(lr) if not isinstance(lr, np.ndarray) else lr
-            hr = data.read_image(hr) if not isinstance(hr, np.ndarray) else hr
-            sr = inference.super_resolve(network, lr, scale=self.scale, loss_mode=self.loss_mode)
-            sr = metrics.quantize(sr[..., :3])
-            h, w = sr.shape[:2]
-            hr = hr[:h, :w]
-            ref = hr if self.metric.needs_reference else None
-            scores.append(float(self.metric.fn(sr, ref, shave=self.shave)))
+            lr = imaging.read_image(lr) if not isinstance(lr, np.ndarray) else lr
+            hr = imaging.read_image(hr) if not isinstance(hr, np.ndarray) else hr
+            _, sr, hr, values = scorer.score_one(predict, lr, hr, self.scale, [self.metric.name], self.shave,
+                                                 stem=stem)
+            scores.append(values[self.metric.name])
             if k < self.num_images:
+                h, w = sr.shape[:2]
                 images.append(np.concatenate([_upscale_nearest(lr, self.scale)[:h, :w], sr, hr], axis=1))
             hook()
         return float(np.mean(scores)), images

@@ -1,0 +1,89 @@
+"""Which checkpoints to evaluate: finding SR models in run directories and globs, loading one, its scale and epoch."""
+import glob
+import os
+import re
+import zipfile
+
+from utils import UserError
+
+CHECKPOINT_EXTENSIONS = (".keras", ".h5")  # what a directory search picks up
+MODEL_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5", ".pth", ".pt", ".safetensors")  # what -i FILE may name
+
+
+def is_model_file(name):
+    """An SR model checkpoint by its path: not a train.py resume state, a hidden or temporary file, nor a GAN
+    run's discriminator (models/discriminator/epoch-NNN.keras)."""
+    base = os.path.basename(name)
+    parts = os.path.normpath(os.path.dirname(name)).split(os.sep)
+    return (base.lower().endswith(CHECKPOINT_EXTENSIONS) and not base.startswith((".", "resume"))
+            and "discriminator" not in parts)
+
+
+def find_checkpoints(specs):
+    """Checkpoint files from directories (recursive), globs and files, sorted, without duplicates.
+
+    Directories and globs yield .keras/.h5 checkpoints, never train.py's `resume-*` state files nor a GAN run's
+    discriminators; a file named explicitly may be any format model.load_model reads.
+    """
+    found = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            paths = [os.path.join(d, f) for d, _, files in os.walk(spec) for f in files]
+            paths = [p for p in paths if is_model_file(p)]
+        elif os.path.isfile(spec):
+            if not spec.lower().endswith(MODEL_FILE_EXTENSIONS):
+                raise UserError(f"-i {spec} is not a model file (expected one of {', '.join(MODEL_FILE_EXTENSIONS)})")
+            paths = [spec]
+        elif glob.has_magic(spec):
+            paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p) and is_model_file(p)]
+        else:
+            raise UserError(f"models directory or file {spec} does not exist; pass -i <run>/models")
+        if not paths:
+            raise UserError(f"no checkpoints (.keras or .h5) found in {spec}")
+        found.extend(sorted(paths))
+    return list(dict.fromkeys(found))
+
+
+def check_model_file(path):
+    """Say what is wrong with a model file before handing it to the loader (whose messages can mislead)."""
+    lower = path.lower()
+    if lower.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a Keras model: a .keras file is a zip archive, this one is not "
+                        f"(corrupt, truncated, or another format renamed)")
+    if lower.endswith((".h5", ".hdf5")):
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise UserError(f"{path} is not an HDF5 file (no HDF5 signature); a .h5 model or weights file "
+                                f"must be HDF5")
+
+
+def load_checkpoint(path):
+    """An SR model from any file model.load_model reads, or a one-line UserError naming the file."""
+    check_model_file(path)
+    import model as model_lib
+
+    return model_lib.load_model(path, compile=False)
+
+
+def loss_mode_for(model, path, override=None):
+    """The GRAM log-variance convention: `override`, else the checkpoint's own (losses.checkpoint_loss_mode)."""
+    if override:
+        return override
+    import losses
+
+    return losses.checkpoint_loss_mode(model, path)
+
+
+def checkpoint_scale(model, path):
+    import model as model_lib
+
+    try:
+        return int(model_lib.model_scale(model))
+    except Exception as e:
+        raise UserError(f"cannot tell the scale of checkpoint {path}: {e}") from None
+
+
+def epoch_of(path):
+    """The epoch in a train.py checkpoint name (epoch-012-psnr-30.1000.keras -> 12), else None."""
+    m = re.search(r"epoch-(\d+)", os.path.basename(str(path)))
+    return int(m.group(1)) if m else None
