@@ -10,6 +10,8 @@ Two steps, so the random draws can be checked (and captioned) apart from the pix
 `sample_params(rng, config, hr_shape, scale)` draws every choice as plain numbers (one seed among them for the
 per-pixel noise), and `apply_params(hr, params, config, scale)` does the image work, deterministically.
 Images are float32 RGB in [0, 1] between the steps, as Real-ESRGAN's are (it uses BGR; see docs/degradations.md).
+As RealESRGANModel, the sharpened GT is degraded (degrade_usm) and JPEG is DiffJPEG's algorithm (jpeg_impl);
+`batch_params` draws the choices it shares across a batch (draws="batch", with degradations.ReferenceBatches).
 """
 import copy
 import functools
@@ -18,9 +20,11 @@ import math
 import numpy as np
 
 from degradations import kernels as K
+from degradations.diffjpeg import diffjpeg
 from utils import UserError
 
 MODES = ("area", "bilinear", "bicubic")
+JPEG_IMPLS = ("diffjpeg", "libjpeg")
 
 # Real-ESRGAN x4plus (options/train_realesrgan_x4plus.yml and realesrgan_dataset.py); the names are Real-ESRGAN's.
 # The *_prob switches for blur / noise / JPEG in stage 1 (always on there) are ours: they let a profile turn a step off.
@@ -30,7 +34,10 @@ REALESRGAN = {
     "crop_pad_size": 400,        # reflect-101 pad (bottom/right) to at least this, then a random crop of it; None: whole image
     "gt_size": 256,              # paired random crop GT gt_size / LQ gt_size // scale; None: no crop
     # unsharp mask of the GT (USMSharp: Gaussian 51x51, sigma 8)
-    "usm": True,
+    "usm": True,                 # return the sharpened GT crop "hr_usm" (the L1 / perceptual target)
+    "degrade_usm": True,         # degrade the sharpened GT (RealESRGANModel.feed_data); False: the plain GT
+    "usm_crop": True,            # hr_usm = the GT crop sharpened alone (RealESRGANModel re-sharpens after its pool);
+                                 # False: cut from the sharpened 400 crop (RealESRNetModel with gt_usm)
     "usm_radius": 51,
     "usm_sigma": 8.0,
     "usm_weight": 0.5,
@@ -64,6 +71,12 @@ REALESRGAN = {
     "gray_noise_prob": 0.4,
     "jpeg_prob": 1.0,
     "jpeg_range": [30.0, 95.0],
+    "jpeg_impl": "diffjpeg",          # the reference's DiffJPEG (float quality, degradations/diffjpeg.py); libjpeg: real JPEG
+    # draw granularity: "sample" (every choice per sample) or "batch" (RealESRGANModel: noise type, resize
+    # direction / factor / mode, second blur, last-step order and mode once per batch), and the pair pool
+    # (RealESRGANModel's queue_size; 0: none). Both need the loader wrapper degradations.ReferenceBatches.
+    "draws": "sample",
+    "pool_size": 0,
     # stage 2
     "second_blur_prob": 0.8,
     "resize_prob2": [0.3, 0.4, 0.3],
@@ -113,6 +126,12 @@ def make_config(overrides=None, preset="realesrgan"):
         if bad or len(config[key]) != len(config[key.replace("list", "prob")]):
             raise UserError(f"degradation option {key} = {config[key]}: kernel types are {K.KERNEL_TYPES}, "
                             f"one weight each in {key.replace('list', 'prob')}")
+    choices = {"jpeg_impl": JPEG_IMPLS, "draws": ("sample", "batch")}
+    for key, allowed in choices.items():
+        if config[key] not in allowed:
+            raise UserError(f"degradation option {key} = {config[key]!r}: choose one of {', '.join(allowed)}")
+    if isinstance(config["pool_size"], bool) or not isinstance(config["pool_size"], int) or config["pool_size"] < 0:
+        raise UserError(f"degradation option pool_size = {config['pool_size']!r}: a whole number >= 0 (0: no pool)")
     for key in ("resize_modes", "resize_modes2", "final_resize_modes"):
         if not config[key] or any(m not in MODES for m in config[key]):
             raise UserError(f"degradation option {key} = {config[key]}: choose from {MODES}")
@@ -147,10 +166,14 @@ def _draw_resize(rng, probs, rng_range, modes):
     return {"kind": kind, "factor": factor, "mode": modes[int(rng.integers(len(modes)))]}
 
 
-def _draw_noise(rng, prob, gaussian_prob, sigma_range, poisson_range, gray_prob):
+def _noise_kind(rng, gaussian_prob):
+    return "gaussian" if rng.random() < gaussian_prob else "poisson"
+
+
+def _draw_noise(rng, prob, gaussian_prob, sigma_range, poisson_range, gray_prob, kind=None):
     if rng.random() >= prob:
         return {"kind": "none"}
-    if rng.random() < gaussian_prob:
+    if (kind or _noise_kind(rng, gaussian_prob)) == "gaussian":
         out = {"kind": "gaussian", "sigma": float(rng.uniform(*sigma_range))}
     else:
         out = {"kind": "poisson", "scale": float(rng.uniform(*poisson_range))}
@@ -174,11 +197,27 @@ def output_shapes(hr_shape, config, scale):
     return (h, w), (h // scale, w // scale)
 
 
-def sample_params(rng, config=REALESRGAN, hr_shape=(400, 400), scale=4):
+def batch_params(rng, config=REALESRGAN):
+    """The choices RealESRGANModel.feed_data draws once per batch (draws="batch"), from `rng` only: resize
+    direction / factor / mode of both stages, the noise type of both stages, whether the second blur happens,
+    the last step's order and resize mode."""
+    c = config
+    return {"resize1": _draw_resize(rng, c["resize_prob"], c["resize_range"], c["resize_modes"]),
+            "noise1": _noise_kind(rng, c["gaussian_noise_prob"]),
+            "second_blur": bool(rng.random() < c["second_blur_prob"]),
+            "resize2": _draw_resize(rng, c["resize_prob2"], c["resize_range2"], c["resize_modes2"]),
+            "noise2": _noise_kind(rng, c["gaussian_noise_prob2"]),
+            "resize_first": bool(rng.random() < c["resize_first_prob"]),
+            "final_mode": c["final_resize_modes"][int(rng.integers(len(c["final_resize_modes"])))]}
+
+
+def sample_params(rng, config=REALESRGAN, hr_shape=(400, 400), scale=4, shared=None):
     """Every random choice of one sample, as a dict of plain numbers (JSON-able), drawn from `rng` only.
 
-    hr_shape: (H, W) of the HR image `apply_params` will get (needed for the crop positions)."""
+    hr_shape: (H, W) of the HR image `apply_params` will get (needed for the crop positions).
+    shared: the batch's `batch_params` (draws="batch"); those choices are taken from it, the rest drawn here."""
     c = config
+    b = copy.deepcopy(shared) if shared is not None else {}
     h, w = int(hr_shape[0]), int(hr_shape[1])
     p = {"scale": int(scale), "hr_shape": [h, w]}
     p["flip"] = bool(c["use_hflip"] and rng.random() < 0.5)
@@ -193,16 +232,17 @@ def sample_params(rng, config=REALESRGAN, hr_shape=(400, 400), scale=4):
                                    betap_range=c["betap_range" + sfx], sinc_prob=c["sinc_prob" + sfx],
                                    sizes=c["kernel_range"])
     p["kernel1"] = K.draw_kernel_params(rng, **kernel_args("")) if rng.random() < c["blur_prob"] else None
-    p["resize1"] = _draw_resize(rng, c["resize_prob"], c["resize_range"], c["resize_modes"])
+    p["resize1"] = b.get("resize1") or _draw_resize(rng, c["resize_prob"], c["resize_range"], c["resize_modes"])
     p["noise1"] = _draw_noise(rng, c["noise_prob"], c["gaussian_noise_prob"], c["noise_range"],
-                              c["poisson_scale_range"], c["gray_noise_prob"])
+                              c["poisson_scale_range"], c["gray_noise_prob"], b.get("noise1"))
     p["jpeg1"] = _draw_jpeg(rng, c["jpeg_prob"], c["jpeg_range"])
-    p["kernel2"] = K.draw_kernel_params(rng, **kernel_args("2")) if rng.random() < c["second_blur_prob"] else None
-    p["resize2"] = _draw_resize(rng, c["resize_prob2"], c["resize_range2"], c["resize_modes2"])
+    second = b["second_blur"] if "second_blur" in b else rng.random() < c["second_blur_prob"]
+    p["kernel2"] = K.draw_kernel_params(rng, **kernel_args("2")) if second else None
+    p["resize2"] = b.get("resize2") or _draw_resize(rng, c["resize_prob2"], c["resize_range2"], c["resize_modes2"])
     p["noise2"] = _draw_noise(rng, c["noise_prob2"], c["gaussian_noise_prob2"], c["noise_range2"],
-                              c["poisson_scale_range2"], c["gray_noise_prob2"])
-    p["resize_first"] = bool(rng.random() < c["resize_first_prob"])
-    p["final_mode"] = c["final_resize_modes"][int(rng.integers(len(c["final_resize_modes"])))]
+                              c["poisson_scale_range2"], c["gray_noise_prob2"], b.get("noise2"))
+    p["resize_first"] = b["resize_first"] if "resize_first" in b else bool(rng.random() < c["resize_first_prob"])
+    p["final_mode"] = b.get("final_mode") or c["final_resize_modes"][int(rng.integers(len(c["final_resize_modes"])))]
     p["final_sinc"] = K.draw_final_sinc_params(rng, c["final_sinc_prob"], c["kernel_range"], c["final_sinc_omega"])
     p["jpeg2"] = _draw_jpeg(rng, c["jpeg_prob2"], c["jpeg_range2"])
     (ori_h, ori_w), (lq_h, lq_w) = output_shapes((h, w), c, scale)
@@ -345,6 +385,14 @@ def jpeg(img, quality):
     if not ok:
         raise RuntimeError("OpenCV JPEG encoding failed")
     return to_float(cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB))
+
+
+def compress(img, quality, impl="diffjpeg"):
+    """The pipeline's JPEG step: "diffjpeg" (the reference's: the image clamped to [0, 1] as Real-ESRGAN does
+    before it, float quality, float result) or "libjpeg" (`jpeg`: 8-bit, integer quality)."""
+    if impl == "libjpeg":
+        return jpeg(img, quality)
+    return diffjpeg(np.clip(img, 0.0, 1.0), quality)
 
 
 def cv2_grey(img):
@@ -510,7 +558,7 @@ def _stage(out, kernel, resize_p, noise, q, size_hw, rng, config):
     out = resize(out, size_hw, resize_p["mode"])
     out = add_noise(out, noise, rng)
     if q is not None:
-        out = jpeg(out, q)
+        out = compress(out, q, config["jpeg_impl"])
     return out
 
 
@@ -528,10 +576,13 @@ def apply_params(hr, params, config=REALESRGAN):
     ori_h, ori_w = gt.shape[:2]
     rng = np.random.Generator(np.random.PCG64(params["noise_seed"]))
     img = to_float(gt)
+    usm_args = (config["usm_radius"], config["usm_sigma"], config["usm_weight"], config["usm_threshold"])
+    # RealESRGANModel degrades the sharpened GT (filter2D(gt_usm, kernel1)): the whole image (crop) is sharpened
+    src = usm_sharp(img, *usm_args) if config["degrade_usm"] else img
 
     r1 = params["resize1"]
     size1 = (int(ori_h * r1["factor"]), int(ori_w * r1["factor"]))
-    out = _stage(img, params["kernel1"], r1, params["noise1"], params["jpeg1"], size1, rng, config)
+    out = _stage(src, params["kernel1"], r1, params["noise1"], params["jpeg1"], size1, rng, config)
     r2 = params["resize2"]
     size2 = (int(ori_h / scale * r2["factor"]), int(ori_w / scale * r2["factor"]))
     out = _stage(out, params["kernel2"], r2, params["noise2"], None, size2, rng, config)
@@ -541,10 +592,10 @@ def apply_params(hr, params, config=REALESRGAN):
     if params["resize_first"]:
         out = filter2d(resize(out, lq_hw, params["final_mode"]), final_k)
         if params["jpeg2"] is not None:
-            out = jpeg(out, params["jpeg2"])
+            out = compress(out, params["jpeg2"], config["jpeg_impl"])
     else:
         if params["jpeg2"] is not None:
-            out = jpeg(out, params["jpeg2"])
+            out = compress(out, params["jpeg2"], config["jpeg_impl"])
         out = filter2d(resize(out, lq_hw, params["final_mode"]), final_k)
     lr = to_uint8(out)
 
@@ -556,33 +607,39 @@ def apply_params(hr, params, config=REALESRGAN):
     else:
         y0, x0, gs = 0, 0, None
     hr_usm = None
-    if config["usm"]:
-        usm_args = (config["usm_radius"], config["usm_sigma"], config["usm_weight"], config["usm_threshold"])
-        # only the GT crop is needed: sharpening just that region gives what sharpening the whole GT would
-        hr_usm = usm_sharp(img, *usm_args, region=None if gs is None else (y0, x0, gs, gs))
+    if config["usm"] and gs is None:
+        hr_usm = src if config["degrade_usm"] else usm_sharp(img, *usm_args)
+    elif config["usm"] and config["usm_crop"]:  # the GT crop sharpened alone, as RealESRGANModel's target
+        hr_usm = usm_sharp(np.ascontiguousarray(img[y0: y0 + gs, x0: x0 + gs]), *usm_args)
+    elif config["usm"]:  # the crop of the sharpened GT (RealESRNetModel); only that region is computed
+        hr_usm = src[y0: y0 + gs, x0: x0 + gs] if config["degrade_usm"] else \
+            usm_sharp(img, *usm_args, region=(y0, x0, gs, gs))
     if gs is not None:
         gt = gt[y0: y0 + gs, x0: x0 + gs]
     return {"hr": np.ascontiguousarray(gt), "hr_usm": None if hr_usm is None else np.ascontiguousarray(hr_usm),
             "lr": np.ascontiguousarray(lr)}
 
 
-def degrade(gt_uint8, rng, config=REALESRGAN, scale=4):
+def degrade(gt_uint8, rng, config=REALESRGAN, scale=4, shared=None):
     """One degraded sample: {"hr": uint8 GT crop, "hr_usm": float32 [0, 1] sharpened GT (None when usm is off),
-    "lr": uint8 LQ (exactly GT / scale), "params": the draws}. All randomness comes from `rng`."""
+    "lr": uint8 LQ (exactly GT / scale), "params": the draws}. All randomness comes from `rng` (and the
+    batch's `shared` choices, see `batch_params`)."""
     gt_uint8 = np.asarray(gt_uint8)
-    params = sample_params(rng, config, gt_uint8.shape[:2], scale)
+    params = sample_params(rng, config, gt_uint8.shape[:2], scale, shared)
     out = apply_params(gt_uint8, params, config)
     out["params"] = params
     return out
 
 
+# whole images (convert.py degrade, validation, preview): no flip, no crops, no hr_usm target (the LQ is still
+# made from the sharpened image when degrade_usm is on)
 WHOLE_IMAGE = {"use_hflip": False, "crop_pad_size": None, "gt_size": None, "usm": False}
 
 
 class RealESRGANTransform:
     """The loader's LR transform: `transform(hr_uint8, rng) -> {"lr", "hr", "hr_usm"}`, float32 HxWx3 in [0, 255].
 
-    crop=False (default; the contract of data.BicubicTransform): the input (the loader's HR crop, or a whole
+    crop=False (default; the contract of degradations.transforms.BicubicTransform): the input (the loader's HR crop, or a whole
     image) is degraded whole: HR = the input cropped to a multiple of scale, LR = HR / scale, hr_usm = HR
     sharpened; no flip (the loader augments). crop=True: Real-ESRGAN's recipe for whole images or crops of at
     least crop_pad_size (400): flip p 0.5, reflect-101 pad to 400, random 400 crop, degrade, paired random crop
@@ -596,7 +653,7 @@ class RealESRGANTransform:
     """
 
     def __init__(self, config=None, scale=4, gt_size=256, crop=False, dtype="float32", cv2_threads=1):
-        if isinstance(config, dict) and "scale" in config:  # a training config (data.make_transform passes one)
+        if isinstance(config, dict) and "scale" in config:  # a training config (degradations.transforms.make_transform passes one)
             scale = config["scale"]
             config = config.get("degradation") or {}
         preset, overrides = (config, {}) if isinstance(config, str) else ("realesrgan", dict(config or {}))
@@ -623,8 +680,13 @@ class RealESRGANTransform:
         usm = hr if out["hr_usm"] is None else out["hr_usm"] * np.float32(255)
         return {"lr": out["lr"].astype(np.float32), "hr": hr, "hr_usm": usm}
 
-    def __call__(self, hr_uint8, rng):
-        return self._format(degrade(hr_uint8, rng, self.config, self.scale))
+    def __call__(self, hr_uint8, rng, shared=None):
+        """shared: the batch's choices (`self.batch_params(batch_rng)`) when draws are per batch."""
+        return self._format(degrade(hr_uint8, rng, self.config, self.scale, shared))
+
+    def batch_params(self, rng):
+        """The choices shared by one batch (draws="batch"), from the batch's own generator."""
+        return batch_params(rng, self.config)
 
     def whole_image(self, hr_uint8, rng):
         """{"lr", "hr"} of the whole image (HR modcropped; LR exactly HR / scale), as `convert.py degrade`."""

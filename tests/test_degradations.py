@@ -27,7 +27,7 @@ def key_rng(seed, epoch, index):
 
 ALL_OFF = {"blur_prob": 0.0, "second_blur_prob": 0.0, "noise_prob": 0.0, "noise_prob2": 0.0, "jpeg_prob": 0.0,
            "jpeg_prob2": 0.0, "final_sinc_prob": 0.0, "resize_prob": [0, 0, 1], "resize_prob2": [0, 0, 1],
-           "usm": False}
+           "usm": False, "degrade_usm": False}
 WHOLE = {"use_hflip": False, "crop_pad_size": None, "gt_size": None}
 
 
@@ -397,10 +397,11 @@ def test_draw_distribution_over_2000_samples():
 def test_convert_degrade_writes_a_benchmark_folder(tmp_path):
     import convert
     import data
+    import imaging
 
     src = tmp_path / "HR_in"
     for name, (h, w) in (("a", (64, 80)), ("b", (70, 51))):
-        data.write_image(src / f"{name}.png", photo(h, w))
+        imaging.write_image(src / f"{name}.png", photo(h, w))
     out = tmp_path / "OUT"
     assert convert.main(["degrade", "-i", str(src), "-o", str(out), "--scale", "4", "--seed", "0", "--workers", "1"]) == 0
     pairs = data.open_pairs(out, 4, downgrade="realesrgan")
@@ -408,11 +409,11 @@ def test_convert_degrade_writes_a_benchmark_folder(tmp_path):
     assert os.path.basename(pairs[1].lr) == "bx4.png"
     lr, hr = data.load_pair(pairs[1], 4)
     assert lr.shape == (17, 12, 3) and hr.shape == (68, 48, 3)
-    first = data.read_image(pairs[0].lr)
+    first = imaging.read_image(pairs[0].lr)
     convert.main(["degrade", "-i", str(src), "-o", str(out), "--scale", "4", "--seed", "0", "--overwrite", "--workers", "1"])
-    assert np.array_equal(data.read_image(pairs[0].lr), first)  # a fixed set
+    assert np.array_equal(imaging.read_image(pairs[0].lr), first)  # a fixed set
     convert.main(["degrade", "-i", str(src), "-o", str(tmp_path / "OUT1"), "--scale", "4", "--seed", "1", "--workers", "1"])
-    assert not np.array_equal(data.read_image(tmp_path / "OUT1" / "LR_realesrgan" / "X4" / "ax4.png"), first)
+    assert not np.array_equal(imaging.read_image(tmp_path / "OUT1" / "LR_realesrgan" / "X4" / "ax4.png"), first)
 
 
 def test_transform_on_loader_crops_and_training_configs():
@@ -423,9 +424,151 @@ def test_transform_on_loader_crops_and_training_configs():
     out = t(crop, key_rng(0, 0, 1))
     assert out["lr"].shape == (24, 24, 3) and out["hr"].shape == (96, 96, 3) and out["hr_usm"].shape == (96, 96, 3)
     assert np.array_equal(out["hr"], crop)
-    big = t(photo(101, 77), key_rng(0, 0, 3))  # any size, as data.BicubicTransform
+    big = t(photo(101, 77), key_rng(0, 0, 3))  # any size, as degradations.transforms.BicubicTransform
     assert big["lr"].shape == (25, 19, 3) and big["hr"].shape == (100, 76, 3)
     whole = t.whole_image(photo(101, 77), key_rng(0, 0, 2))
     assert set(whole) == {"lr", "hr"} and whole["lr"].shape == (25, 19, 3) and whole["hr"].shape == (100, 76, 3)
     with pytest.raises(UserError, match="unknown degradation option"):
         D.RealESRGANTransform({"scale": 4, "degradation": {"nope": 1}})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the reference recipe: sharpened GT degraded, DiffJPEG, batch-level draws and the pair pool
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_the_sharpened_gt_is_degraded_and_the_usm_target():
+    hr = photo(96, 128)
+    img = P.to_float(hr)
+    only_resize = dict(ALL_OFF, **WHOLE, resize_modes2=["area"], final_resize_modes=["area"])
+    usm = P.usm_sharp(img)
+    sharp = D.degrade(hr, key_rng(0, 0, 0), D.make_config(dict(only_resize, degrade_usm=True)))
+    plain = D.degrade(hr, key_rng(0, 0, 0), D.make_config(only_resize))
+    # area to 1/4 of the sharpened (resp. plain) image: the LQ follows the sharpened GT
+    expect = lambda x: P.to_uint8(P.resize(x, (24, 32), "area"))
+    assert np.array_equal(sharp["lr"], expect(usm)) and np.array_equal(plain["lr"], expect(img))
+    assert not np.array_equal(sharp["lr"], plain["lr"])
+    # the target: the GT crop sharpened alone (RealESRGANModel), or cut from the sharpened crop (RealESRNetModel)
+    big = photo(300, 400)
+    for usm_crop in (True, False):
+        t = D.RealESRGANTransform({"usm_crop": usm_crop}, crop=True)
+        out = D.degrade(big, key_rng(0, 0, 4), t.config)
+        gt = P.to_float(out["hr"])
+        p = out["params"]
+        (top, left), s = p["lq_crop"], 4
+        pad = P.to_float(P.crop_gt(big, p, t.config))
+        whole = P.usm_sharp(pad)[top * s: top * s + 256, left * s: left * s + 256]
+        expect = P.usm_sharp(gt) if usm_crop else whole
+        assert np.abs(out["hr_usm"] - expect).max() < 1e-6
+        assert (np.abs(P.usm_sharp(gt) - whole).max() > 0.01)  # the two choices do differ near the crop's edges
+
+
+def test_jpeg_impl_diffjpeg_is_the_pipelines_jpeg():
+    from degradations.diffjpeg import diffjpeg
+
+    hr = photo(64, 80)
+    img = P.to_float(hr)
+    jpeg_only = dict(ALL_OFF, **WHOLE, jpeg_prob=1.0, jpeg_range=[37.3, 37.3], resize_modes2=["area"],
+                     final_resize_modes=["area"])
+    for impl, fn in (("diffjpeg", lambda x: diffjpeg(x, 37.3)), ("libjpeg", lambda x: P.jpeg(x, 37))):
+        out = D.degrade(hr, key_rng(0, 0, 1), D.make_config(dict(jpeg_only, jpeg_impl=impl)))
+        assert np.array_equal(out["lr"], P.to_uint8(P.resize(fn(img), (16, 20), "area"))), impl
+    assert D.REALESRGAN["jpeg_impl"] == "diffjpeg" and D.REALESRGAN["degrade_usm"] is True
+    assert np.abs(P.compress(img + 0.5, 60) - diffjpeg(np.clip(img + 0.5, 0, 1), 60)).max() == 0  # clamped first
+    with pytest.raises(UserError, match="jpeg_impl"):
+        D.make_config({"jpeg_impl": "pillow"})
+    with pytest.raises(UserError, match="draws"):
+        D.make_config({"draws": "epoch"})
+    with pytest.raises(UserError, match="pool_size"):
+        D.make_config({"pool_size": -12})
+
+
+def test_batch_params_are_shared_and_the_rest_per_sample():
+    config = D.make_config({"draws": "batch"})
+    shared = D.batch_params(np.random.default_rng(3), config)
+    params = [D.sample_params(key_rng(0, 0, i), config, (400, 400), 4, shared) for i in range(12)]
+    for p in params:
+        assert p["resize1"] == shared["resize1"] and p["resize2"] == shared["resize2"]
+        assert p["resize_first"] == shared["resize_first"] and p["final_mode"] == shared["final_mode"]
+        assert (p["kernel2"] is not None) == shared["second_blur"]
+        assert p["noise1"]["kind"] == shared["noise1"] and p["noise2"]["kind"] == shared["noise2"]
+    for key in ("jpeg1", "jpeg2", "kernel1", "noise_seed"):  # per sample, as in Real-ESRGAN
+        assert len({str(p[key]) for p in params}) == 12, key
+    sigma = "sigma" if shared["noise1"] == "gaussian" else "scale"
+    assert len({p["noise1"][sigma] for p in params}) == 12
+    # batch-level choices have the per-sample distribution: over 600 batches, up/down/keep ~ resize_prob
+    kinds = [D.batch_params(np.random.default_rng(k), config)["resize1"]["kind"] for k in range(600)]
+    for kind, prob in zip(("up", "down", "keep"), config["resize_prob"]):
+        _within_3se(kinds.count(kind), 600, prob, f"batch resize1 {kind}")
+
+
+def _patches(tmp_path, config, batch_size=4, steps=5, seed=0):
+    import data
+
+    paths = [photo(96, 112)[:, k: k + 100] for k in range(3)]  # in-memory HR images
+    t = D.RealESRGANTransform(dict(config, usm=False))
+    return data.HRPatches(paths, 4, t, batch_size=batch_size, lr_patch=8, seed=seed, steps=steps)
+
+
+def test_reference_batches_are_keyed_and_resume_exactly(tmp_path):
+    sampler = _patches(tmp_path, {"draws": "batch", "pool_size": 8})
+    a = D.reference_batches(sampler)
+    assert isinstance(a, D.ReferenceBatches) and D.reference_batches(_patches(tmp_path, {})) is not None
+    assert not isinstance(D.reference_batches(_patches(tmp_path, {})), D.ReferenceBatches)
+    seq = [(e, b, a.batch(e, b)) for e in range(3) for b in range(5)]  # the pool spans epochs
+    fresh = D.ReferenceBatches(sampler)  # as after a resume: a new process asks for a later batch first
+    for e, b, batch in reversed(seq):
+        again = fresh.batch(e, b)
+        assert all(np.array_equal(again[k], batch[k]) for k in batch), (e, b)
+    halves = [D.ReferenceBatches(sampler).batch(2, 3, p, 2) for p in range(2)]  # two processes, one batch
+    assert np.array_equal(np.concatenate([h["lr"] for h in halves]), seq[13][2]["lr"])
+    # the first pool_size / B steps hand out the fresh batches; later ones come from earlier batches
+    assert a.source(0, 0) == [(0, k) for k in range(4)] and a.source(0, 1) == [(0, 4 + k) for k in range(4)]
+    later = [i for b in range(2, 5) for _, i in a.source(0, b)]
+    assert any(i < 8 for i in later)
+    with pytest.raises(UserError, match="multiple of the batch size"):
+        D.ReferenceBatches(_patches(tmp_path, {"pool_size": 10}))
+
+
+def test_pool_matches_realesrgan_dequeue_and_enqueue():
+    # the pool logic against RealESRGANModel._dequeue_and_enqueue itself, on batches whose pixels are their ids
+    torch = pytest.importorskip("torch")
+    model_mod = pytest.importorskip("testing.reference").require_reference("realesrgan.models.realesrgan_model")
+    b, q, steps = 4, 24, 400
+    cls = model_mod.RealESRGANModel
+    ref = cls.__new__(cls)
+    ref.queue_size = q
+    cuda = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    torch.manual_seed(0)
+    try:
+        ref_out = []
+        for g in range(steps):
+            ids = torch.arange(g * b, (g + 1) * b, dtype=torch.float32).view(b, 1, 1, 1)
+            ref.lq, ref.gt = ids.clone(), ids.clone()
+            ref._dequeue_and_enqueue()
+            ref_out.append(ref.lq.view(-1).long().tolist())
+    finally:
+        torch.Tensor.cuda = cuda
+
+    fake = type("Sampler", (), {"batch_size": b, "seed": 0, "steps": steps, "fixed": False,
+                                "transform": type("T", (), {"config": {"draws": "sample", "pool_size": q}})()})()
+    pool = D.ReferenceBatches(fake)
+    ours = [pool.pool_ids(g).tolist() for g in range(steps)]
+    assert ours[: q // b] == ref_out[: q // b] == [list(range(g * b, (g + 1) * b)) for g in range(q // b)]
+
+    def summary(out):
+        flat = [i for step in out for i in step]
+        delays = np.array([g - i // b for g, step in enumerate(out) for i in step])
+        counts = np.bincount(flat)
+        return delays, counts
+
+    (d_ours, c_ours), (d_ref, c_ref) = summary(ours), summary(ref_out)
+    # every pair handed out once, those of the filling steps twice (once fresh, once from the pool)
+    for counts in (c_ours, c_ref):
+        assert counts.max() == 2 and np.all(counts[: q] == 2) and counts[q:].max() == 1
+    # the same delay distribution (geometric: each pooled pair leaves with p = b / q per step)
+    from scipy import stats
+
+    assert stats.ks_2samp(d_ours[d_ours > 0], d_ref[d_ref > 0]).pvalue > 0.01
+    assert abs(d_ours[d_ours > 0].mean() - d_ref[d_ref > 0].mean()) < 0.1 * d_ref[d_ref > 0].mean()

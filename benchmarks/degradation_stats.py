@@ -1,0 +1,71 @@
+"""LQ statistics of the degradation pipeline vs the reference pipeline (realesrgan 0.3.0 + basicsr 1.4.2) on the same GT.
+
+    python benchmarks/degradation_stats.py                      # Set14 + B100 400x400 crops, 2 draws each
+    python benchmarks/degradation_stats.py --draws 1 --limit 40 --variants
+
+For each source of (LQ, GT) pairs: the median Laplacian-variance ratio (LQ / GT bicubic-downscaled to the LQ
+size) and the median chroma share of the LQ's high-frequency residual (definitions: testing/degradation_stats.py),
+each as a ratio to the reference's, with the two-sample KS statistic and p-value. Sources: the reference
+(RealESRGANDataset + RealESRGANModel.feed_data on the CPU), the training transform (Real-ESRGAN's recipe,
+crop=True) and `convert.py degrade` (whole crops). --variants adds the training transform with each reference
+choice undone (plain GT, libjpeg, both) to measure what each one changes.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=["Set14", "B100"], help="folders under ../shared/datasets (HR/)")
+    p.add_argument("--draws", type=int, default=2, help="degradations per crop (default 2)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N crops")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crops and of both pipelines (default 0)")
+    p.add_argument("--variants", action="store_true", help="also the training transform without USM / with libjpeg")
+    args = p.parse_args(argv)
+    from scipy import stats as sps
+
+    from testing import degradation_stats as S
+
+    folders = [os.path.join(SHARED, d, "HR") for d in args.datasets]
+    missing = [f for f in folders if not os.path.isdir(f)]
+    if missing:
+        sys.exit(f"error: missing {', '.join(missing)} (the ../shared datasets)")
+    crops = S.gt_crops(folders, seed=args.seed, limit=args.limit)
+    print(f"{len(crops)} GT crops (400x400 or the whole side) from {', '.join(args.datasets)}, {args.draws} draws each")
+    sources = {}
+    t0 = time.perf_counter()
+    ref = S.reference_pairs(crops, args.draws, args.seed)
+    if ref is None:
+        sys.exit("error: the reference packages are not installed (pip install -r requirements-reference.txt)")
+    sources["reference (feed_data)"] = ref
+    print(f"reference: {time.perf_counter() - t0:.0f} s")
+    sources["training transform"] = S.training_pairs(crops, args.draws, args.seed)
+    sources["convert.py degrade"] = S.convert_pairs(crops, args.draws, args.seed)
+    if args.variants:
+        for name, over in (("  plain GT (degrade_usm false)", {"degrade_usm": False}),
+                           ("  libjpeg (jpeg_impl libjpeg)", {"jpeg_impl": "libjpeg"}),
+                           ("  plain GT + libjpeg (before)", {"degrade_usm": False, "jpeg_impl": "libjpeg"})):
+            sources[name] = S.training_pairs(crops, args.draws, args.seed, over)
+    results = {name: S.stats(pairs) for name, pairs in sources.items()}
+    base = results["reference (feed_data)"]
+    print(f"\n{'source':34s} {'lap ratio':>10s} {'/ ref':>7s} {'KS p':>8s}   {'chroma':>8s} {'/ ref':>7s} {'KS p':>8s}")
+    for name, r in results.items():
+        row = f"{name:34s}"
+        for key in ("laplacian_ratio", "chroma_share"):
+            med, ref_med = np.median(r[key]), np.median(base[key])
+            ks = sps.ks_2samp(r[key], base[key])
+            row += f" {med:10.4f} {med / ref_med:7.3f} {ks.pvalue:8.3g}  "
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    main()
