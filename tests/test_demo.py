@@ -9,9 +9,11 @@ from PIL import Image
 
 import demo
 from conftest import ROOT, smooth_image
+from evaluation import upscale
 from utils import run_cli
 
 SIZES = {"rgb": (20, 26), "rgba": (18, 17), "grey": (15, 22), "grey16": (16, 16), "rgb16": (14, 19)}
+EXT = {"grey": ".jpg"}  # --ext auto keeps the input's format; the others are PNGs
 
 
 def _tiny_model(pred_logvar=False):
@@ -62,7 +64,7 @@ def images(tmp_path_factory):
 def _sizes_ok(out, stems):
     for stem in stems:
         h, w = SIZES[stem]
-        assert Image.open(out / f"{stem}.png").size == (2 * w, 2 * h), stem
+        assert Image.open(out / f"{stem}{EXT.get(stem, '.png')}").size == (2 * w, 2 * h), stem
 
 
 def test_demo_plain_model(models, images, tmp_path, capsys):
@@ -124,9 +126,9 @@ def test_loss_mode_from_the_checkpoint(models, tmp_path):
     net.compile(optimizer="adam", loss=losses.SRLoss(pred_logvar=True, loss_mode="l1"))
     path = str(tmp_path / "gram-l1.keras")
     net.save(path)
-    loaded = demo.load_sr_model(path)
-    assert demo.checkpoint_loss_mode(loaded, path) == "l1"
-    assert demo.checkpoint_loss_mode(demo.load_sr_model(models["logvar"]), models["logvar"]) == "l2"  # unknown
+    loaded = upscale.load_sr_model(path)
+    assert upscale.checkpoint_loss_mode(loaded, path) == "l1"
+    assert upscale.checkpoint_loss_mode(upscale.load_sr_model(models["logvar"]), models["logvar"]) == "l2"  # unknown
 
 
 def test_zoom_figure_shows_the_detail(tmp_path):
@@ -138,7 +140,7 @@ def test_zoom_figure_shows_the_detail(tmp_path):
     y, x = figures.detail_box(img, 20)
     assert abs(y - 70) <= 1 and abs(x - 100) <= 1
     lr = img[::2, ::2]
-    path = demo.make_figure(str(tmp_path / "f.png"), lr, img, 2, hr=img, title="t")
+    path = upscale.make_figure(str(tmp_path / "f.png"), lr, img, 2, hr=img, title="t")
     fig = np.asarray(Image.open(path))
     assert fig.shape[1] > fig.shape[0] * 2  # whole image + 4 crops side by side
 
@@ -150,7 +152,8 @@ def test_demo_tiled_equals_untiled(models, images, tmp_path):
     assert demo.main(["-i", str(lr), "-o", str(b), "--model", models["plain"], "--tile", "12",
                       "--tile-overlap", "4", "--self-ensemble"]) == 0
     for stem in SIZES:
-        assert np.asarray(Image.open(a / f"{stem}.png")).shape == np.asarray(Image.open(b / f"{stem}.png")).shape
+        name = stem + EXT.get(stem, ".png")
+        assert np.asarray(Image.open(a / name)).shape == np.asarray(Image.open(b / name)).shape
 
 
 def test_demo_logvar_model(models, images, tmp_path):
@@ -207,15 +210,22 @@ def test_demo_bad_inputs(models, images, tmp_path, capsys):
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", blocker / "sub", "--model", models["plain"]), "cannot write")
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--tile", "8",
                               "--tile-overlap", "4"), "--tile")
-    # the default overlap covers the receptive field (tiny edsr-1: radius 5.5 LR px -> overlap 7 > 8 / 2)
-    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--tile", "8"),
-                    "--tile", "receptive field")
+    # a tile too small for the receptive field (tiny edsr-1: radius 5.5 LR px -> overlap 7 > 8 / 2) runs with
+    # the overlap that fits and one warning about seams (issue 22: RealESRGANer runs small tiles too)
+    status, err = _run_cli(capsys, "-i", lr / "rgb.png", "-o", tmp_path / "o", "--model", models["plain"],
+                           "--tile", "8")
+    assert status == 0 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if "receptive field" in ln and "seams" in ln]
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--tile", "0"),
                     "--tile")
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"],
                               "--tile-overlap", "-4"), "--tile-overlap")
-    _one_line_error(*_run_cli(capsys, "-i", lr / "rgb.png", "-o", tmp_path / "o", "--model", models["plain"]),
-                    "is a file")
+    _one_line_error(*_run_cli(capsys, "-i", lr / "notes.txt", "-o", tmp_path / "o", "--model", models["plain"]),
+                    "notes.txt", "not an image")
+    _one_line_error(*_run_cli(capsys, "-i", lr / "*.gif", "-o", tmp_path / "o", "--model", models["plain"]),
+                    "no images or videos match")
+    _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", models["plain"], "--outscale", "0"),
+                    "--outscale")
     _one_line_error(*_run_cli(capsys, "-i", lr, "-o", tmp_path / "o", "--model", lr), "is a folder")
 
 
