@@ -15,6 +15,7 @@ import numpy as np
 import imaging
 from imaging.files import check_folder, check_pair, find_image, list_images
 from imaging.io import _from_array
+from imaging.resize import bicubic_downscale
 from utils import UserError, parse_id_range, warn
 
 # ----------------------------------------------------------------------------------------------------------
@@ -161,17 +162,6 @@ def _open_benchmark(root, scale, downgrade, images):
                             f"remove {lr_dir} to have all LR images made by bicubic downscaling, or add the file")
         pairs.append(Pair(stem, lr_path, hr_path))
     return pairs
-
-
-def modcrop(img, scale):
-    """Top-left crop to a multiple of `scale` in both dimensions (how LR sets are made)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
-
-
-def bicubic_downscale(hr, scale):
-    """LR image as the SR literature makes it: modcrop then MATLAB-exact bicubic by 1/scale."""
-    return imaging.imresize(modcrop(hr, scale), scale=1.0 / scale)
 
 
 def _bicubic_lr(hr_path, scale):

@@ -90,8 +90,9 @@ PROFILES = {
         "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "lr_patch": 16},
     },
     # Real-ESRNet / Real-ESRGAN / A-ESRGAN (training/gan.py; values from the sources' configs, batch = per GPU
-    # of their 4): x4 RRDBNet on 256px GT crops of 400px HR patches degraded on the fly (realesrgan_crop), L1 (+ perceptual + GAN) against the
-    # unsharp-masked GT, Adam (0.9, 0.99) eps 1e-8, EMA 0.999. Start from --pretrained-model.
+    # of their 4): x4 RRDBNet on 256px GT crops of 400px HR patches degraded on the fly (realesrgan_crop), L1
+    # (+ perceptual + GAN) against the unsharp-masked GT, Adam (0.9, 0.99) eps 1e-8, EMA 0.999. Start from
+    # --pretrained-model.
     "realesrnet-x4": _realesrgan(None, batch_size=12, learning_rate=2e-4, epochs=1000),
     "realesrgan-x4": _realesrgan("unet-sn", batch_size=12),
     "aesrgan-x4": _realesrgan("attention-unet", batch_size=6),

@@ -1,7 +1,8 @@
-"""Image files on disk: listing (hidden and temporary files ignored), THE folder check, THE LR/HR pairing check
-and THE cleaner of temporary files a killed run left (utils.atomic_path's `.<stem>.<random>.tmp<ext>`)."""
+"""Image files on disk: listing (hidden and temporary files ignored), THE folder check, THE output-file check,
+THE LR/HR pairing check and THE cleaner of the temporary files a killed run left (utils.atomic_path's)."""
 import glob
 import os
+import tempfile
 
 from imaging.io import READABLE_EXTS
 from utils import UserError
@@ -80,3 +81,24 @@ def remove_stale_temps(directory):
             except OSError:
                 pass
     return removed
+
+
+def check_output_file(path, option="-o"):
+    """THE output-file check, before any work and creating nothing: `path` is not a folder and the nearest
+    existing folder above it is writable (utils.atomic_path makes the missing folders when it writes)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    d = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
+    if not os.path.isdir(d):
+        raise UserError(f"{option} {path}: {d} is a file, not a folder")
+    try:  # a real probe: permissions alone do not tell (root, read-only mounts, /proc)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot write to {d} ({e.strerror}); choose a writable location") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"{option} {path} is not writable; choose another file")
+    return path

@@ -1,4 +1,5 @@
-"""MATLAB-exact bicubic `imresize` (numpy only): uint8 bit-exact with MATLAB, antialiased when shrinking."""
+"""MATLAB-exact bicubic `imresize` (numpy only): uint8 bit-exact with MATLAB, antialiased when shrinking; the
+LR image of the literature (`bicubic_downscale`: modcrop then bicubic 1/scale)."""
 import math
 
 import numpy as np
@@ -90,3 +91,14 @@ def imresize(img, scale=None, output_shape=None):
     if is_uint8:
         return out.astype(np.uint8)
     return out
+
+
+def modcrop(img, scale):
+    """Top-left crop to a multiple of `scale` in both dimensions (how LR sets are made)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def bicubic_downscale(hr, scale):
+    """LR image as the SR literature makes it: modcrop then MATLAB-exact bicubic by 1/scale."""
+    return imresize(modcrop(hr, scale), scale=1.0 / scale)

@@ -144,7 +144,7 @@ def test_sample_dataset(tmp_path):
         assert train[0].stem == "0001" and valid[0].stem == "0801"
     lr, hr = data.load_pair(valid[0])
     assert hr.shape[0] % 24 == 0 and hr.shape[1] % 24 == 0
-    assert np.array_equal(lr, data.bicubic_downscale(hr, 4))
+    assert np.array_equal(lr, imaging.resize.bicubic_downscale(hr, 4))
     before = {p: os.path.getmtime(out / p) for p in _npy_files(out)}
     convert.main(["-o", str(out), "sample"])  # complete: nothing redone
     assert before == {p: os.path.getmtime(out / p) for p in _npy_files(out)}

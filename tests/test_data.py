@@ -201,7 +201,7 @@ def test_open_pairs_benchmark_with_and_without_lr(tmp_path):
     assert [p.stem for p in data.open_pairs(root, 3, images="2")] == ["b"]
     # with LR files
     for stem, hr in hrs.items():
-        imaging.write_image(root / "LR_bicubic" / "X2" / f"{stem}x2.png", data.bicubic_downscale(hr, 2))
+        imaging.write_image(root / "LR_bicubic" / "X2" / f"{stem}x2.png", imaging.resize.bicubic_downscale(hr, 2))
     pairs = data.open_pairs(root, 2)
     assert pairs[0].lr.endswith(os.path.join("LR_bicubic", "X2", "ax2.png"))
     os.remove(root / "LR_bicubic" / "X2" / "bx2.png")
@@ -249,7 +249,7 @@ def exact_div2k(tmp_path_factory):
         hr = smooth_image(rng, h, w)
         imaging.write_image(root / "DIV2K_train_HR" / f"{i:04d}.png", hr)
         for s in (2, 3):
-            imaging.write_image(root / "DIV2K_train_LR_bicubic" / f"X{s}" / f"{i:04d}x{s}.png", data.bicubic_downscale(hr, s))
+            imaging.write_image(root / "DIV2K_train_LR_bicubic" / f"X{s}" / f"{i:04d}x{s}.png", imaging.resize.bicubic_downscale(hr, s))
     return root
 
 

@@ -158,8 +158,8 @@ class Option:
         if self.type in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                     self.type is int and isinstance(value, float) and not value.is_integer()):
-                raise UserError(f"{self.flag}{_where(source)}: expected {'an integer' if self.type is int else 'a number'},"
-                                f" got {value!r}")
+                kind = "an integer" if self.type is int else "a number"
+                raise UserError(f"{self.flag}{_where(source)}: expected {kind}, got {value!r}")
             if value != value:  # NaN passes every comparison a validator makes
                 raise UserError(f"{self.flag} nan{_where(source)}: expected a number")
             return self.type(value)

@@ -68,7 +68,7 @@ def load_datasets(config):
         degrade_whole = getattr(transform, "whole_image", transform)
         valid_pairs = []
         for k, path in enumerate(valid_hr):
-            img = data.modcrop(imaging.read_image(path), scale)
+            img = imaging.resize.modcrop(imaging.read_image(path), scale)
             out = degrade_whole(img, np.random.default_rng([config["seed"], k]))
             valid_pairs.append(data.Pair(os.path.splitext(os.path.basename(path))[0],
                                          np.asarray(out["lr"]).round().clip(0, 255).astype(np.uint8), img))
