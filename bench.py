@@ -26,6 +26,7 @@ import sys
 
 from evaluation import benchmark, checkpoints, reports, scorer
 from evaluation.inference import TILE_OVERLAP_CAP
+from imaging.files import check_folder
 from utils import UserError, parse_id_range, run_cli
 
 
@@ -82,12 +83,7 @@ def build_parser():
 def _validate(args):
     """Every option and output checked before any model is loaded or image scored."""
     for root in args.datasets:
-        if not os.path.exists(root):
-            raise UserError(f"dataset directory {root} does not exist; pass --dataset DIR "
-                            f"(a DIV2K tree, a folder with HR/, or a folder of images)")
-        if not os.path.isdir(root):
-            raise UserError(f"dataset {root} is a file, not a folder; pass --dataset DIR "
-                            f"(a DIV2K tree, a folder with HR/, or a folder of images)")
+        check_folder(root, "dataset", "pass --dataset DIR (a DIV2K tree, a folder with HR/, or a folder of images)")
     if args.input == "as-is":
         if args.indir or args.bicubic:
             raise UserError("--input as-is scores the images as they are; drop -i and --bicubic")

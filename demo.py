@@ -22,6 +22,7 @@ import sys
 import utils
 from evaluation import inference, upscale
 from evaluation.upscale import INPUT_EXTS, PRECISIONS
+from imaging.files import check_folder
 from utils import UserError
 
 
@@ -70,8 +71,8 @@ def build_parser():
 
 def check_args(args):
     """Every option checked before the model loads."""
-    if args.hr is not None and not os.path.isdir(args.hr):
-        raise UserError(f"HR folder {args.hr} not found; pass a folder of HR images with --hr")
+    if args.hr is not None:
+        check_folder(args.hr, "HR", "pass a folder of HR images with --hr")
     if args.tile is not None and args.tile < 1:
         raise UserError(f"--tile must be a positive number of LR pixels (got {args.tile}); e.g. --tile 256")
     if args.tile_overlap is not None and args.tile_overlap < 0:

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import convert
-import data
 import imaging
 
 
