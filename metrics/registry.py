@@ -69,6 +69,7 @@ def _load_builtin():
         builtin.append(Metric(f"ssim_{channel}", _full_reference(fidelity.ssim, channel), True, True,
                               f"SSIM-{channel.upper()}"))
     builtin.append(Metric("niqe", _niqe, False, False, "NIQE", options=("convert", "crop")))
+    builtin.append(Metric("lpips", _lpips, False, True, "LPIPS", options=("net", "backbone")))
     for metric in builtin:
         METRICS.setdefault(metric.name, metric)
 
@@ -78,6 +79,15 @@ def _niqe(sr, hr=None, shave=0, convert="y", crop=0):
     from metrics import niqe
 
     return niqe.niqe(sr, convert=convert, crop=crop)
+
+
+def _lpips(sr, hr=None, shave=0, net="alex", backbone=None):
+    """LPIPS v0.1 on the whole RGB image: `shave` (the PSNR border convention) is not used."""
+    from metrics import lpips
+
+    if hr is None:
+        raise ValueError("this metric needs a reference image")
+    return lpips.lpips(sr, hr, net=net, backbone=backbone)
 
 
 def _full_reference(fn, channel):
