@@ -16,17 +16,19 @@ INIT := $(if $(filter wdsr-%,$(PROFILE)),--bicubic-init,)
 
 .PHONY: setup sample train test clean
 
-$(VENV)/.installed: requirements.txt
+# the project itself in editable mode (pyproject.toml): tests, benchmarks and tools import it from any folder
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -e . --no-deps
 	touch $@
 
 setup: $(VENV)/.installed
 
-$(SAMPLE_BIN)/.done: $(VENV)/.installed convert.py data.py imaging/io.py imaging/resize.py
-	$(PY) convert.py -o $(SAMPLE) sample
-	$(PY) convert.py -i $(SAMPLE) -o $(SAMPLE_BIN) numpy
+$(SAMPLE_BIN)/.done: $(VENV)/.installed convert.py imaging/convert.py imaging/io.py imaging/resize.py
+	$(PY) convert.py sample -o $(SAMPLE)
+	$(PY) convert.py numpy -i $(SAMPLE) -o $(SAMPLE_BIN)
 	touch $@
 
 sample: $(SAMPLE_BIN)/.done

@@ -18,7 +18,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPORT_AT = (1, 3, 10, 30)
@@ -84,7 +83,7 @@ def main(argv=None):
 
         from evaluation import checkpoints
         from evaluation import scorer
-        from conftest import smooth_image
+        from testing.images import smooth_image
 
         rng = np.random.default_rng(0)
         s = args.scale

@@ -14,8 +14,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import data  # noqa: E402
 from utils import run_cli  # noqa: E402

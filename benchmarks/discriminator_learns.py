@@ -11,12 +11,10 @@ sigmoid on real minus fake on held-out crops (validation images; D in inference 
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import run_cli  # noqa: E402
 

@@ -9,7 +9,7 @@ Two parts, each setting in its own worker process (one Keras backend per process
   difference of each backend's output to TensorFlow's.
 - `rrdbnet`: RRDBNet x4 in its full configuration (64 filters, 23 blocks, growth 32; 16.7 M parameters) on
   one `--size` x `--size` input: kilopixels of input per second (median of `--repeats` after one warm-up),
-  Keras (TF, and JAX with --rrdbnet-backends) beside benchmarks/torch_rrdbnet.py in PyTorch (NCHW and
+  Keras (TF, and JAX with --rrdbnet-backends) beside testing/torch_rrdbnet.py in PyTorch (NCHW and
   channels_last; the faster one is the reference).
 
     python benchmarks/inference_speed.py                          # both parts (~5 min on 2 idle cores)
@@ -32,7 +32,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), HERE]
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SET5 = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "Set5")
@@ -89,7 +88,7 @@ def load_images(dataset, scale):
         import imaging
 
         return [(p.stem, imaging.read_image(p.lr)) for p in data.open_pairs(dataset, scale)], os.path.basename(dataset)
-    from conftest import smooth_image
+    from testing.images import smooth_image
 
     rng = np.random.default_rng(0)
     sizes = [(h * 4 // scale, w * 4 // scale) for h, w in SET5_LR_X4]
@@ -136,7 +135,7 @@ def worker_rrdbnet(args):
     if args.worker.startswith("rrdbnet-torch"):
         import torch
 
-        from torch_rrdbnet import RRDBNet
+        from testing.torch_rrdbnet import RRDBNet
 
         torch.set_num_threads(args.threads)
         torch.manual_seed(0)
@@ -150,7 +149,7 @@ def worker_rrdbnet(args):
 
         params = sum(p.numel() for p in net.parameters())
         layout = "channels_last" if fmt is torch.channels_last else "NCHW"
-        info = {"framework": f"PyTorch {torch.__version__} (benchmarks/torch_rrdbnet.py, {layout}, inference_mode)"}
+        info = {"framework": f"PyTorch {torch.__version__} (testing/torch_rrdbnet.py, {layout}, inference_mode)"}
     else:
         import keras
 
@@ -308,7 +307,7 @@ def part_options(args):
 
     from evaluation import inference
     import model as model_lib
-    from conftest import smooth_image
+    from testing.images import smooth_image
 
     model = model_lib.build_model(args.arch, args.scale, num_filters=args.filters, num_res_blocks=args.blocks)
     rng = np.random.default_rng(0)

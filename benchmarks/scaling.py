@@ -13,7 +13,7 @@ same batches, so its pairs/s can be read against the samples/s the step consumes
     python benchmarks/scaling.py --backend tensorflow --devices 1 2
 
 On a 2-core CPU, N virtual devices share the same two cores: the CPU figures check that the multi-device path
-runs and what it costs, they are no speed-up claim. The PyTorch reference (benchmarks/torch_edsr.py, the same
+runs and what it costs, they are no speed-up claim. The PyTorch reference (testing/torch_edsr.py, the same
 network; autocast bf16/fp16 for AMP) runs in its own process in the same invocation, so ratios are read
 between figures of one run.
 """
@@ -34,7 +34,6 @@ def worker(spec):
 
     import numpy as np
 
-    sys.path.insert(0, ROOT)
     from training import distribute
 
     dist = distribute.from_options(devices=spec["devices"])
@@ -99,8 +98,7 @@ def worker(spec):
 
 
 def torch_worker(spec):
-    sys.path.insert(0, HERE)
-    from torch_edsr import train_speed
+    from testing.torch_edsr import train_speed
 
     amp = None if spec["precision"] == "float32" else spec["precision"]
     r = train_speed(batch_size=spec["batch_size"], patch=spec["patch"], steps=spec["steps"], warmup=spec["warmup"],
@@ -131,7 +129,7 @@ def main(argv=None):
     p.add_argument("--precision", nargs="+", default=None, choices=["float32", "bf16", "fp16"],
                    help="default float32; --gpu: float32 bf16")
     p.add_argument("--gpu", action="store_true", help="the GPU preset: all GPUs, batch 16 and 64, float32 and bf16")
-    p.add_argument("--torch", action="store_true", help="add the PyTorch reference (benchmarks/torch_edsr.py, AMP for "
+    p.add_argument("--torch", action="store_true", help="add the PyTorch reference (testing/torch_edsr.py, AMP for "
                                                          "bf16/fp16) at each batch and precision")
     p.add_argument("--patch", type=int, default=48, help="LR patch size")
     p.add_argument("--steps", type=int, default=5, help="timed steps per setting")

@@ -115,7 +115,6 @@ def _keras_worker(name, args, chunk):
     import numpy as np
     import keras
 
-    sys.path.insert(0, ROOT)
     from model import build_model, count_params
 
     keras.utils.set_random_seed(0)
@@ -168,7 +167,6 @@ def _trainer_worker(name, args, chunk):
     import numpy as np
     import keras
 
-    sys.path.insert(0, ROOT)
     from model import build_model, count_params
     from training import PixelTask, backend as train_backend
     from training.speed import default_jit_compile
@@ -206,8 +204,7 @@ def _torch_worker(name, args, chunk):
     import torch
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(args.inter_threads)
-    sys.path.insert(0, HERE)
-    from torch_edsr import EDSR, count_params
+    from testing.torch_edsr import EDSR, count_params
 
     torch.manual_seed(0)
     model = EDSR(scale=2, num_filters=64, num_res_blocks=16)
@@ -435,7 +432,6 @@ def main(argv=None):
     args.load = (load0, os.getloadavg()[0]) if load0 is not None else None
     report(args, results)
     if args.json:
-        sys.path.insert(0, ROOT)
         from utils import atomic_path
         summary = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "json", "load")},
                    "load_average": args.load,

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import UserError, run_cli  # noqa: E402
 

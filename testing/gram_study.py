@@ -1,4 +1,5 @@
 """GRAM study: plain L2 vs NLL vs GRAM trained with the same seed and budget, scored on one validation set.
+(The study's code, here so tests/test_uncertainty.py can check its plumbing; run it as benchmarks/gram_study.py.)
 
 Trains the three variants with `train.main(argv)` (same profile, scale, seed, epochs, steps, batch size):
 
@@ -27,10 +28,6 @@ import re
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from utils import UserError, atomic_path, run_cli  # noqa: E402

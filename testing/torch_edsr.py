@@ -7,8 +7,8 @@ residual scaling, skip), body conv + global skip, sub-pixel upsampling (conv to 
 per factor 2, or 9x + shuffle 3 for x3), tail conv to 3 channels, denormalize. Input and output are
 NCHW float32 in pixel units [0, 255].
 
-    python benchmarks/torch_edsr.py --batch-size 16 64 --amp float32 bf16 --steps 10 --json torch_amp.json
-    from torch_edsr import train_speed; train_speed(batch_size=64, amp="bf16")   # -> {"steps_per_s": ...}
+    python -m testing.torch_edsr --batch-size 16 64 --amp float32 bf16 --steps 10 --json torch_amp.json
+    from testing.torch_edsr import train_speed; train_speed(batch_size=64, amp="bf16")   # -> {"steps_per_s": ...}
 """
 import torch
 from torch import nn

@@ -224,7 +224,6 @@ JAX_SCRIPT = r"""
 import json, sys
 import numpy as np
 import keras
-sys.path.insert(0, sys.argv[1])
 import model
 assert keras.backend.backend() == "jax"
 cases = json.loads(sys.argv[2])

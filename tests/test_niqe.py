@@ -1,7 +1,6 @@
 """NIQE (metrics/niqe.py): against a plain per-block implementation, known AGGD samples, distortions, the
 shipped pristine model, and the A-ESRGAN protocol's bicubic number on Set5."""
 import io
-import sys
 
 import numpy as np
 import pytest
@@ -14,14 +13,11 @@ from utils import UserError
 
 
 @pytest.fixture(scope="module")
-def reference(repo_root):
-    """benchmarks/niqe_speed.reference_niqe: loops over blocks, an argmin over the alpha grid per fit."""
-    sys.path.insert(0, str(repo_root / "benchmarks"))
-    try:
-        import niqe_speed
-    finally:
-        sys.path.remove(str(repo_root / "benchmarks"))
-    return niqe_speed.reference_niqe
+def reference():
+    """testing.niqe_reference.reference_niqe: loops over blocks, an argmin over the alpha grid per fit."""
+    from testing.niqe_reference import reference_niqe
+
+    return reference_niqe
 
 
 def _photo(rng, h, w, flat=False):

@@ -133,15 +133,9 @@ def test_plots(tmp_path):
 
 def test_gram_study_plumbing(tmp_path, repo_root):
     """The study's train.py command lines, checkpoint choice, variant check and table (no training)."""
-    import sys
-
+    from testing import gram_study
     from utils import UserError
 
-    sys.path.insert(0, str(repo_root / "benchmarks"))
-    try:
-        import gram_study
-    finally:
-        sys.path.remove(str(repo_root / "benchmarks"))
     args, extra = gram_study.build_parser().parse_known_args(
         ["--dataset", "d", "--epochs", "1", "--steps-per-epoch", "2", "--lr-patch", "24"])
     argv = gram_study.train_argv(args, "gram", extra)
