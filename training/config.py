@@ -236,10 +236,8 @@ def read_args(run_dir):
         raise UserError(f"cannot resume {run_dir}: {path} is missing (not a train.py run directory)") from None
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"cannot resume {run_dir}: corrupt {path} ({e}); start a new run") from None
-    missing = [k for k in ("profile", "arch", "scale") if not isinstance(stored, dict) or k not in stored]
-    if missing:
-        raise UserError(f"cannot resume {run_dir}: {path} is incomplete (no {', '.join(missing)}); "
-                        "start a new run")
+    if not isinstance(stored, dict) or "profile" not in stored:  # e.g. an empty file: not the run's options
+        raise UserError(f"cannot resume {run_dir}: {path} is incomplete (no profile); start a new run")
     config = {k: o.default for k, o in OPTIONS.items() if o.record}
     config.update(stored)
     return config
