@@ -118,6 +118,28 @@ def test_evaluate_in_memory_triples(tiny_models):
     assert bic["model"] == "bicubic" and bic["shave"] == 2
 
 
+def test_validation_scores_through_the_scorer(tiny_models):
+    """Training validation and bench give the same number for the same images (one scorer): the seed's RGB PSNR
+    without shave, as metrics.psnr of the rounded output; a no-reference monitor (NIQE) works the same way."""
+    from evaluation import inference
+    from training.trainer import Validation
+    import model as model_lib
+
+    m = model_lib.load_model(tiny_models["paths"][0])
+    rng = np.random.default_rng(2)
+    triples = [(f"v{k}", rng.integers(0, 256, (48, 50, 3), dtype=np.uint8),
+                rng.integers(0, 256, (97, 101, 3), dtype=np.uint8)) for k in range(2)]  # HR modcropped to 96x100
+    score, images = Validation(triples, 2, monitor="psnr", num_images=1)(m)
+    row = scorer.evaluate(m, triples, 2, shave=0, progress=False)
+    assert score == row["psnr_rgb"]
+    direct = [metrics.psnr(hr[:96, :100], metrics.quantize(inference.super_resolve(m, lr)), 0, "rgb")
+              for _, lr, hr in triples]
+    assert score == pytest.approx(np.mean(direct), abs=1e-12)
+    assert len(images) == 1 and images[0].shape == (96, 300, 3)
+    niqe_score, _ = Validation(triples, 2, monitor="niqe", num_images=0)(m)
+    assert niqe_score == pytest.approx(scorer.evaluate(m, triples, 2, metrics=["niqe"], progress=False)["niqe"])
+
+
 def test_missing_dataset_is_one_line_error(repo_root, tmp_path):
     proc = subprocess.run([sys.executable, "bench.py", "--dataset", str(tmp_path / "nope"), "-i", str(tmp_path)],
                           cwd=repo_root, capture_output=True, text=True, timeout=120)
@@ -231,7 +253,7 @@ def test_niqe_beside_psnr_on_a_benchmark_folder(benchmark_set, tiny_models, tmp_
         assert r["metrics"] == ["psnr_y", "ssim_y", "niqe"] and r["shave"] == 2 and r["input"] == "lr"
         assert "psnr_rgb" not in r and r["metric_options"]["niqe"] == {"convert": "y", "crop": 0}
         assert r["niqe"] == pytest.approx(np.mean([v["niqe"] for v in r["per_image"].values()]))
-    hr = metrics.quantize(scorer.bicubic_upscale(__import__("data").read_image(
+    hr = metrics.quantize(scorer.bicubic_upscale(__import__("imaging").read_image(
         str(benchmark_set / "LR_bicubic" / "X2" / "0801x2.png")), 2))
     assert rows[0]["per_image"]["0801"]["niqe"] == pytest.approx(niqe.niqe(hr))
     with pytest.raises(UserError, match=r"0801: NIQE needs .* 96x96 pixels; this one is 120x96, 116x92 after a "
@@ -265,7 +287,7 @@ def test_plain_folder_and_as_is_are_no_reference(tiny_div2k, tiny_models, tmp_pa
     from metrics import niqe
 
     assert row["model"] == "as-is" and row["scale"] == 1
-    assert row["per_image"]["0802"]["niqe"] == pytest.approx(niqe.niqe(__import__("data").read_image(
+    assert row["per_image"]["0802"]["niqe"] == pytest.approx(niqe.niqe(__import__("imaging").read_image(
         str(folder / "0802.png"))))
     assert not (tmp_path / "q.json").exists()
 
@@ -281,7 +303,7 @@ def test_hr_input_on_a_benchmark_folder_with_a_model(benchmark_set, tiny_models,
     import model as model_lib
     from metrics import niqe
 
-    sr = inference.super_resolve(model_lib.load_model(path), __import__("data").read_image(
+    sr = inference.super_resolve(model_lib.load_model(path), __import__("imaging").read_image(
         str(benchmark_set / "HR" / "0801.png")))
     assert row["per_image"]["0801"]["niqe"] == pytest.approx(niqe.niqe(metrics.quantize(sr), "gray", 8))
 
@@ -356,7 +378,7 @@ def test_bad_options_fail_before_any_work(tiny_div2k, benchmark_set, tmp_path):
         (["--bicubic", "--scale", "2", "--plots", str(a_file)], "--plots .* is a file, not a directory"),
         (["--bicubic", "--scale", "2", "--tile-overlap", "-4"], "--tile-overlap -4 is negative"),
         (["--bicubic", "--scale", "2", "--niqe-crop", "-1"], "--niqe-crop -1 is negative"),
-        (["--bicubic", "--scale", "2", "--metrics", "lpips"], "unknown metric 'lpips'"),
+        (["--bicubic", "--scale", "2", "--metrics", "nope"], "unknown metric 'nope'"),
         (["--bicubic", "--scale", "2", "--input", "hr", "--metrics", "ssim_y"], "ssim_y need a ground-truth"),
         (["-i", str(not_model)], "is not a model file"),
         (["--input", "as-is", "--bicubic"], "drop -i and --bicubic"),
@@ -368,6 +390,21 @@ def test_bad_options_fail_before_any_work(tiny_div2k, benchmark_set, tmp_path):
     with pytest.raises(UserError, match="is a file, not a folder"):
         bench.main(["--dataset", str(a_file), "--bicubic", "--scale", "2", "-o", str(tmp_path / "out" / "b.json")])
     assert not (tmp_path / "out").exists()
+
+
+def test_discriminator_checkpoint_is_one_line_exit_2(repo_root, tiny_div2k, tmp_path):
+    """Issue 18: a GAN run's discriminator given to bench is named for what it is, before any image is scored."""
+    import model as model_lib
+
+    path = tmp_path / "epoch-001.keras"
+    model_lib.build_discriminator("unet-sn", num_feat=4).save(path)
+    proc = subprocess.run([sys.executable, "bench.py", "--dataset", str(tiny_div2k), "-i", str(path), "-o",
+                           str(tmp_path / "b.json"), "--no-progress"], cwd=repo_root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err == [f"error: {path} is a discriminator, not a super-resolution model"], err
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_misleading_model_file_messages(tiny_div2k, tmp_path):

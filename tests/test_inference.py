@@ -326,3 +326,62 @@ def test_default_overlap_caps_deep_nets():
     assert inference.default_tile_overlap(tiny) == 20
     full = model_lib.build_model("rrdbnet", 4, num_filters=8, num_res_blocks=23, growth_channels=4)
     assert inference.bucket_margin(full) > 300 and inference.default_tile_overlap(full) == inference.TILE_OVERLAP_CAP
+
+
+TINY_NETS = {"rrdbnet": (4, dict(num_filters=8, num_res_blocks=1, growth_channels=4)),
+             "edsr": (2, dict(num_filters=8, num_res_blocks=2))}
+
+
+@pytest.fixture(scope="module", params=sorted(TINY_NETS))
+def tiny_net(request, tmp_path_factory):
+    """A saved tiny RRDBNet x4 / EDSR x2, a benchmark folder (HR/ only) and the same LR image in a folder."""
+    import model as model_lib
+    from imaging import imresize, write_image
+
+    scale, params = TINY_NETS[request.param]
+    keras.utils.set_random_seed(0)
+    net = model_lib.build_model(request.param, scale, **params)
+    root = tmp_path_factory.mktemp(request.param)
+    net.save(root / "net.keras")
+    hr = smooth_image(np.random.default_rng(11), 90 * scale, 110 * scale)
+    write_image(str(root / "set" / "HR" / "a.png"), hr)
+    write_image(str(root / "lr" / "a.png"), imresize(hr, scale=1.0 / scale))
+    return {"root": root, "path": str(root / "net.keras"), "tile": 4 * inference.default_tile_overlap(net)}
+
+
+def _bench_outputs(monkeypatch, tiny_net, *extra):
+    """The 8-bit SR images bench.py scored (scorer.score_one's rounded output), by stem."""
+    import bench
+    from evaluation import scorer
+
+    seen, score_one = {}, scorer.score_one
+
+    def record(*args, **kwargs):
+        out = score_one(*args, **kwargs)
+        seen[args[7] if len(args) > 7 else kwargs["stem"]] = out[1]
+        return out
+
+    monkeypatch.setattr(scorer, "score_one", record)
+    root = tiny_net["root"]
+    assert bench.main(["-i", tiny_net["path"], "--dataset", str(root / "set"), "-o", str(root / "b.json"),
+                       "--no-progress", *extra]) == 0
+    return seen["a"]
+
+
+def test_bench_and_demo_tiles_equal_untiled_by_default(tiny_net, monkeypatch):
+    """Issue 18: `--tile N` with the default overlap gives the untiled result within 1 grey level (bench and demo),
+    and an overlap below the receptive field shows seams (so the comparison can fail)."""
+    import demo
+    from imaging import read_image
+
+    tile = str(tiny_net["tile"])  # 80 (RRDBNet, overlap 20) / 36 (EDSR, overlap 9) on a 110x90 LR image
+    full = _bench_outputs(monkeypatch, tiny_net)
+    tiled = _bench_outputs(monkeypatch, tiny_net, "--tile", tile)
+    assert np.abs(tiled.astype(int) - full).max() <= 1
+    seams = _bench_outputs(monkeypatch, tiny_net, "--tile", tile, "--tile-overlap", "2")
+    assert np.abs(seams.astype(int) - full).max() > 1
+    root = tiny_net["root"]
+    for out, extra in (("full", []), ("tiled", ["--tile", tile])):
+        assert demo.main(["-i", str(root / "lr"), "-o", str(root / out), "--model", tiny_net["path"], *extra]) == 0
+    demo_full, demo_tiled = (read_image(str(root / out / "a.png")).astype(int) for out in ("full", "tiled"))
+    assert np.abs(demo_full - full).max() <= 1 and np.abs(demo_tiled - demo_full).max() <= 1
