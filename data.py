@@ -36,16 +36,20 @@ NTIRE_TRACKS = {"x8": (8, "x8"), "mild": (4, "x4m"), "difficult": (4, "x4d"), "w
 _LR_CACHE = {}  # (hr_path, mtime, scale) -> uint8 LR made by imresize; in memory only
 
 
-def _select(items, images, what):
-    """Filter (id, ...) items by an id range string / list; error when the selection is empty."""
+def _select(items, images, what, positional=False):
+    """Filter (id, ...) items by an id range string / list; error when the selection is empty. positional: the
+    ids are 1-based positions in sorted order (any folder that is not DIV2K's), which the error then says."""
     if images is None:
         selected = items
     else:
         ids = set(parse_id_range(images) if isinstance(images, str) else (int(i) for i in images))
         selected = [it for it in items if it[0] in ids]
     if not selected:
+        hint = f"; the {len(items)} images of {what} are numbered 1..{len(items)} in name order (it is not a DIV2K " \
+               f"folder), so give e.g. --training-images 1-{max(1, len(items) - 1)} --validation-images " \
+               f"{len(items)}" if positional and items else "; check the --*-images range and the folder contents"
         raise UserError(f"no images selected in {what}" + (f" for id range {images}" if images is not None else "")
-                        + "; check the --*-images range and the folder contents")
+                        + hint)
     return selected
 
 
@@ -145,7 +149,7 @@ def _open_benchmark(root, scale, downgrade, images):
     if not hr_files:
         raise UserError(f"no images in {hr_dir}; expected HR/<name>.png")
     items = [(k + 1, stem, path) for k, (stem, path) in enumerate(sorted(hr_files.items()))]
-    selected = _select(items, images, hr_dir)
+    selected = _select(items, images, hr_dir, positional=True)
     lr_dir = os.path.join(root, f"LR_{downgrade}", f"X{scale}")
     pairs = []
     if not os.path.isdir(lr_dir):
@@ -217,7 +221,7 @@ def open_hr_images(root, subset="train", images=None):
     files = sorted(list_images(folder).values())
     if not files:
         raise UserError(f"no images ({', '.join(imaging.READABLE_EXTS)}) in {folder}; give a folder of HR images")
-    return [p for _, p in _select(list(enumerate(files, 1)), images, folder)]
+    return [p for _, p in _select(list(enumerate(files, 1)), images, folder, positional=True)]
 
 
 # ----------------------------------------------------------------------------------------------------------
