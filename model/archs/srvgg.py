@@ -16,9 +16,10 @@ def _activation(kind, name):
 
 
 @register_generator("srvgg-compact", scales=(1, 2, 3, 4))
-def srvgg_compact(scale, num_filters=64, num_conv=16, activation="prelu", pred_logvar=False):
+def srvgg_compact(scale, num_filters=64, num_res_blocks=16, activation="prelu", pred_logvar=False):
     """Layer for layer as Real-ESRGAN's `SRVGGNetCompact(3, 3, num_feat, num_conv, upscale, act_type)`: a 3x3 conv
-    and activation, `num_conv` (3x3 conv, activation) pairs at LR size, a 3x3 conv to 3 * scale^2 channels,
+    and activation, `num_res_blocks` (= num_conv; the body depth option every network here shares, though these
+    are plain, not residual) (3x3 conv, activation) pairs at LR size, a 3x3 conv to 3 * scale^2 channels,
     pixel shuffle, plus the nearest-neighbour upsampled input. Works on [0, 1] RGB inside (no mean); takes and
     returns pixel units like every model here.
 
@@ -31,7 +32,7 @@ def srvgg_compact(scale, num_filters=64, num_conv=16, activation="prelu", pred_l
     x01 = Scale(1 / 255, name="to_unit_range")(x_in)
     x = conv2d(num_filters, 3, "conv_first")(x01)
     x = _activation(activation, "act_first")(x)
-    for i in range(num_conv):
+    for i in range(num_res_blocks):
         x = conv2d(num_filters, 3, f"body_{i}_conv")(x)
         x = _activation(activation, f"body_{i}_act")(x)
     mean = conv2d(3 * scale * scale, 3, f"conv_up_scale_{scale}")(x)

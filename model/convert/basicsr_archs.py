@@ -54,14 +54,14 @@ def _rrdbnet(scale, num_filters=64, num_res_blocks=23, **_):
     return table + [Conv(name, name) for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last")]
 
 
-def _srvgg(scale, num_filters=64, num_conv=16, activation="prelu", **_):
+def _srvgg(scale, num_filters=64, num_res_blocks=16, activation="prelu", **_):
     act = activation == "prelu"
     table = [Conv("body.0", "conv_first")] + ([PReLU("body.1", "act_first")] if act else [])
-    for i in range(num_conv):
+    for i in range(num_res_blocks):
         table.append(Conv(f"body.{2 * i + 2}", f"body_{i}_conv"))
         if act:
             table.append(PReLU(f"body.{2 * i + 3}", f"body_{i}_act"))
-    return table + [Conv(f"body.{2 * num_conv + 2}", f"conv_up_scale_{scale}",
+    return table + [Conv(f"body.{2 * num_res_blocks + 2}", f"conv_up_scale_{scale}",
                          shuffle=(3, scale) if scale > 1 else None)]
 
 

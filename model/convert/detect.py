@@ -5,7 +5,7 @@ Recognised (a DataParallel `module.` prefix is dropped; model/convert/torch_pick
 `params_ema` over `params`):
 - RRDBNet: BasicSR / Real-ESRGAN (body.N.rdbM.convK), ESRGAN (RRDB_trunk, trunk_conv, upconv1, HRconv) and its
   first release (model.1.sub...): any num_feat / num_block / num_grow_ch, x4 / x2 / x1 (model/convert/esrgan.py);
-- SRVGGNetCompact: body.N only (conv, PReLU, ..., conv to 3 * scale^2 channels);
+- SRVGGNetCompact: body.N only (conv, PReLU, ..., conv to 3 * scale^2 channels); its num_conv is num_res_blocks;
 - EDSR: BasicSR (conv_after_body, upsample.K) and EDSR-PyTorch (head.0, body.N.body.K, tail.0.K, tail.1);
   res_scale is not in the file: 0.1 for the paper's full EDSR (256 features), else 1;
 - MSRResNet: BasicSR (conv_first, body.N.conv1/2, upconv1/2, conv_hr, conv_last).
@@ -16,8 +16,7 @@ import numpy as np
 
 from model.convert import basicsr_archs
 from model.convert.basicsr_archs import ARCH_NAMES
-from model.convert.esrgan import canonical_key, canonical_state_dict, check_shapes, infer_config
-from model.convert.esrgan import load_rrdbnet_state_dict
+from model.convert.esrgan import canonical_key, canonical_state_dict, convert_state_dict, infer_config
 from utils import UserError
 
 FULL_EDSR_FEATURES = 256  # EDSR-PyTorch's full model (32 blocks x 256, res_scale 0.1); the baselines use 1
@@ -97,7 +96,7 @@ def _srvgg(state, source):
     if 3 * scale * scale != out:
         raise UserError(f"{source}: key 'body.{last}.weight' has {out} output channels; SRVGGNetCompact's last "
                         "conv has 3 * scale^2")
-    return scale, {"num_filters": num_filters, "num_conv": (last - 2) // 2, "activation": "prelu"}
+    return scale, {"num_filters": num_filters, "num_res_blocks": (last - 2) // 2, "activation": "prelu"}
 
 
 def _unknown(state, source):
@@ -149,12 +148,12 @@ def load_generator(state, source="state dict", scale=None, arch=None, params=Non
     if arch is not None and arch != found:
         raise UserError(f"{source} holds {name} weights but {arch} was asked for; use {found} (or leave it out: "
                         "the architecture comes from the file)")
+    pred_logvar = bool((params or {}).get("pred_logvar"))
+    if found == "rrdbnet":  # model/convert/esrgan.py: checks the sizes before building, names the first key
+        return convert_state_dict(sd, source, scale, params, pred_logvar)
     if scale is not None and int(scale) != found_scale:
         raise UserError(f"{source} holds a x{found_scale} {name} but --scale {scale} was asked for")
     sizes = dict(found_params)
     sizes.update({k: v for k, v in (params or {}).items() if v is not None and k in sizes})
-    extra = {k: v for k, v in (params or {}).items() if v is not None and k == "pred_logvar"}
-    if found == "rrdbnet":
-        check_shapes(sd, {"scale": found_scale, **sizes}, source)  # before building: cheap, names the key
-        return load_rrdbnet_state_dict(build_model("rrdbnet", found_scale, **sizes, **extra), sd, source)
-    return basicsr_archs.load_state_dict(build_model(found, found_scale, **sizes, **extra), sd, source)
+    return basicsr_archs.load_state_dict(build_model(found, found_scale, pred_logvar=pred_logvar, **sizes), sd,
+                                         source)

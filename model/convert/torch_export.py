@@ -2,16 +2,20 @@
 {"params_ema": state_dict} (what Real-ESRGAN's scripts, BasicSR and spandrel read) or a `.safetensors`."""
 import os
 
-from model.convert.basicsr_archs import export_state_dict
+import keras
+import numpy as np
+
+from model.convert.basicsr_archs import describe, export_state_dict
 from model.io import TORCH_EXTS, file_format
 from utils import UserError, atomic_path
 
-SAFETENSORS_EXT = TORCH_EXTS[-1]
+SAFETENSORS_EXT = ".safetensors"
+CHECK_SIZE = (13, 17)  # LR size of the read-back check (odd, so x2/x1 RRDBNet's padding is exercised)
 
 
-def export_torch(model, path):
-    """Write `model` (an SRModel of a layout in basicsr_archs.LAYOUTS) to `path` (.pth / .pt: torch.save of
-    {"params_ema": ...}; .safetensors: the flat state dict). Returns the state dict written (numpy)."""
+def write_torch(model, path):
+    """Write `model` (an SRModel of a layout in basicsr_archs.LAYOUTS) to `path`: .pth / .pt as torch.save of
+    {"params_ema": state_dict}, .safetensors as the flat state dict. Returns the state dict written (numpy)."""
     path = os.fspath(path)
     if file_format(path) != "torch":
         raise UserError(f"{path}: a PyTorch export is written as {', '.join(TORCH_EXTS)}")
@@ -19,9 +23,8 @@ def export_torch(model, path):
     if path.lower().endswith(SAFETENSORS_EXT):
         from safetensors.numpy import save_file
 
-        metadata = {"arch": model.arch, "scale": str(model.scale)}
         with atomic_path(path) as tmp:
-            save_file(state, tmp, metadata=metadata)
+            save_file(state, tmp, metadata={"arch": model.arch, "scale": str(model.scale)})
         return state
     try:
         import torch
@@ -30,3 +33,26 @@ def export_torch(model, path):
     with atomic_path(path) as tmp:
         torch.save({"params_ema": {k: torch.from_numpy(v.copy()) for k, v in state.items()}}, tmp)
     return state
+
+
+def check_torch_export(model, path):
+    """Largest |re-imported - model| in grey levels on a random CHECK_SIZE input: the file read back through the
+    safe reader and the architecture detection (model/convert/detect.py) gives the same network."""
+    from model.convert.detect import load_generator
+    from model.convert.torch_pickle import read_state_dict
+
+    back = load_generator(read_state_dict(path), os.path.basename(path))
+    if (back.arch, back.scale) != (model.arch, model.scale):
+        raise UserError(f"{path} reads back as {back.arch} x{back.scale}, not {model.arch} x{model.scale}")
+    x = np.random.default_rng(0).uniform(0, 255, (1, *CHECK_SIZE, 3)).astype(np.float32)
+    got, want = (keras.ops.convert_to_numpy(m(x, training=False)) for m in (back, model))
+    return float(np.abs(got - want).max())
+
+
+def export_torch(model, path):
+    """write_torch, then check_torch_export; one line saying what was written (convert.py export -o X.pth)."""
+    write_torch(model, path)
+    diff = check_torch_export(model, path)
+    where = "flat" if os.fspath(path).lower().endswith(SAFETENSORS_EXT) else "under params_ema"
+    return (f"wrote {path}: {describe(model.arch, model.scale, model.params)} in BasicSR's key layout ({where}); "
+            f"read back: max |diff| {diff:.4f} grey levels")
