@@ -57,6 +57,11 @@ def build_parser():
                    help="NIQE's grey plane: y = MATLAB BT.601 luma (BasicSR), gray = Pillow convert('L') "
                         "(A-ESRGAN's script) (default y)")
     p.add_argument("--niqe-crop", type=int, default=0, help="border pixels cut before NIQE (default 0)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex",
+                   help="LPIPS v0.1 backbone: alex (AlexNet) or vgg (VGG16) (default alex)")
+    p.add_argument("--lpips-backbone", default=None, metavar="FILE",
+                   help="torchvision's ImageNet alexnet-owt-7be5be79.pth / vgg16-397923af.pth for --metrics lpips "
+                        "(never downloaded)")
     p.add_argument("--downgrade", default="bicubic", help="DIV2K downgrade operator (LR folder suffix)")
     p.add_argument("--images", default=None, help="DIV2K image ids to use, e.g. 801-900 (default: all valid)")
     p.add_argument("--bicubic", action="store_true",
@@ -103,6 +108,10 @@ def _validate(args):
     if args.tile is not None and args.tile_overlap is not None and args.tile <= 2 * args.tile_overlap:
         raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
     scorer.check_metrics(args.metrics or [])  # unknown names: one line listing the registered ones
+    if "lpips" in (args.metrics or []):  # the backbone file is read (and checked) once, here
+        from metrics.lpips import get_lpips
+
+        get_lpips(args.lpips_net, args.lpips_backbone)
     reports.check_output_file(args.outfile, "-o")
     reports.check_output_file(args.results_path, "--results")
     if args.plot:
@@ -120,7 +129,8 @@ def main(argv=None):
     # reference metrics asked where there is no reference: said here, before any checkpoint is opened
     bench = benchmark.Benchmark(
         args.datasets, input=args.input, metrics=args.metrics,
-        metric_options={"niqe": {"convert": args.niqe_convert, "crop": args.niqe_crop}}, shave=args.shave,
+        metric_options={"niqe": {"convert": args.niqe_convert, "crop": args.niqe_crop},
+                        "lpips": {"net": args.lpips_net, "backbone": args.lpips_backbone}}, shave=args.shave,
         self_ensemble=args.self_ensemble, tile=args.tile, tile_overlap=args.tile_overlap, plots_dir=args.plots,
         loss_mode=args.loss_mode, downgrade=args.downgrade,
         images=parse_id_range(args.images) if args.images else None, progress=not args.no_progress)
