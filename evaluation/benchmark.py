@@ -5,6 +5,7 @@ import re
 import sys
 
 from evaluation import checkpoints, reports, scorer
+from imaging.files import check_pair
 from utils import UserError
 
 INPUTS = ("lr", "hr", "as-is")
@@ -48,11 +49,8 @@ def check_pairs(pairs, scale, shave, root):
         if hr_size is None:
             continue
         lr_size = image_size(lr) if lr is not None else (hr_size[0] // scale, hr_size[1] // scale)
-        if lr_size is not None and tuple(lr_size) != (hr_size[0] // scale, hr_size[1] // scale):
-            name = lr if isinstance(lr, str) else stem
-            raise UserError(f"{name}: LR {lr_size[1]}x{lr_size[0]} does not match HR {hr} {hr_size[1]}x{hr_size[0]} "
-                            f"at x{scale} (expected {hr_size[1] // scale}x{hr_size[0] // scale}); wrong --scale, "
-                            f"or a resized or mismatched LR file")
+        if lr_size is not None:
+            check_pair(lr_size, hr_size, scale, lr if isinstance(lr, str) else stem, hr)
         side = min(hr_size[0] // scale, hr_size[1] // scale) * scale
         smallest = side if smallest is None else min(smallest, side)
     if smallest is not None and 2 * shave >= smallest:

@@ -17,6 +17,7 @@ import numpy as np
 
 import metrics as metrics_lib  # `evaluate` has a parameter named metrics
 from evaluation import inference
+from imaging.files import check_pair
 from utils import UserError, warn
 
 BICUBIC = "bicubic"
@@ -226,11 +227,7 @@ def evaluate(model, pairs, scale, shave=None, self_ensemble=False, tile=None, ti
             lr = imaging.imresize(hr[:h, :w], scale=1.0 / scale)
         else:
             lr = _load(lr, keep_grey=True)
-        if lr.shape[0] != hr.shape[0] // scale or lr.shape[1] != hr.shape[1] // scale:
-            raise UserError(f"{_item_name(lr_item, stem)}: LR {lr.shape[1]}x{lr.shape[0]} does not match HR "
-                            f"{_item_name(hr_item, stem)} {hr.shape[1]}x{hr.shape[0]} at x{scale} (expected "
-                            f"{hr.shape[1] // scale}x{hr.shape[0] // scale}); wrong scale, or a resized or "
-                            f"mismatched LR file")
+        check_pair(lr.shape, hr.shape, scale, _item_name(lr_item, stem), _item_name(hr_item, stem))
         if hr.ndim == 3 and lr.ndim == 2:
             lr = np.stack([lr] * 3, axis=-1)
         # Models take RGB; a grey LR (grey HR) goes in as three equal channels, and comes out scored on grey.

@@ -455,13 +455,10 @@ class Trainer:
 
 
 def _remove_partial_files(run_dir):
-    """Temporary files a killed run left behind (utils.atomic_path names them .<stem>.<random>.tmp<ext>)."""
-    for folder in (run_dir, os.path.join(run_dir, "models")):
-        if os.path.isdir(folder):
-            for name in os.listdir(folder):
-                if name.startswith(".") and ".tmp." in name and name.endswith((".npz", ".keras", ".json")):
-                    with contextlib.suppress(OSError):
-                        os.remove(os.path.join(folder, name))
+    """Temporary files a killed run left behind (THE cleaner: imaging.files.remove_stale_temps)."""
+    from imaging.files import remove_stale_temps
+
+    remove_stale_temps(run_dir)
 
 
 def _last_good(run_dir):
