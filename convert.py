@@ -116,8 +116,7 @@ def load_model_file(args):
     import model as model_lib
     from profiles import PROFILES
 
-    arch, params = model_lib.krasserm_target(args.profile, PROFILES) if args.profile else (None, None)
-    return model_lib.load_model(args.input, scale=args.scale[0] if args.scale else None, arch=arch, params=params,
+    return model_lib.load_model(args.input, scale=args.scale[0] if args.scale else None, profile=args.profile,
                                 profiles=PROFILES)
 
 

@@ -89,12 +89,9 @@ def load_sr_model(path, profile=None, scale=None, precision="fp32"):
     if not os.path.isfile(path):
         what = "is a folder" if os.path.isdir(path) else "not found"
         raise UserError(f"model file {path} {what}; pass a model file with --model")
-    from model.convert.krasserm import krasserm_target
     from profiles import PROFILES
 
-    arch, params = krasserm_target(profile, PROFILES) if profile else (None, None)
-    return with_precision(model_lib.load_model(path, compile=False, scale=scale, arch=arch, params=params,
-                                               profiles=PROFILES), precision)
+    return with_precision(model_lib.load_model(path, scale=scale, profile=profile, profiles=PROFILES), precision)
 
 
 def with_precision(model, precision):

@@ -52,10 +52,11 @@ def _from_run_dir(path):
 def checkpoint_loss_mode(model=None, path=None, default=DEFAULT_LOSS_MODE):
     """The loss mode ("l1" Laplace / "l2" Gaussian) a log-variance checkpoint was trained with.
 
-    Looks at the model's compiled SRLoss, then the .keras file at `path` (or `model.source_path`), then the
-    run's args.json; `default` when none says (plain models, foreign weights).
+    Looks at the model's config (SRModel.loss_mode), its compiled SRLoss, then the .keras file at `path` (or
+    `model.source_path`), then the run's args.json; `default` when none says (plain models, foreign weights).
     """
-    mode = _from_compiled(model) if model is not None else None
+    # the model's own config first (model.SRModel records its loss mode), then its compiled SRLoss
+    mode = (getattr(model, "loss_mode", None) or _from_compiled(model)) if model is not None else None
     path = path or getattr(model, "source_path", None)
     if mode is None and path and os.path.isfile(os.fspath(path)):
         path = os.fspath(path)

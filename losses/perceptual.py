@@ -13,7 +13,7 @@ LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0,
 class PerceptualLoss:
     """callable(hr, sr) -> scalar sum_k w_k * mean|phi_k(sr) - phi_k(hr)| (criterion "l1", or "l2": mean square).
 
-    vgg: a model from model.vgg19.build_vgg19(list(layer_weights), ...) returning {layer: features}.
+    vgg: a model from model.convert.vgg19.build_vgg19(list(layer_weights), ...) returning {layer: features}.
     """
 
     def __init__(self, vgg, layer_weights=None, criterion="l1"):

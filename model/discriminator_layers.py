@@ -1,5 +1,6 @@
 """Layers of the U-Net discriminators: a spectral-norm conv that behaves the same on every backend, a bilinear
-resize to another tensor's size (PyTorch's `align_corners=False`), and an input-size check.
+resize to another tensor's size (PyTorch's `align_corners=False`), an input-size check, and the conv / LReLU /
+input helpers both discriminators build with.
 
 Why not `keras.layers.SpectralNormalization`: in training mode it *assigns* W / sigma to the wrapped layer's
 trainable kernel and then runs the layer on that variable. Under a stateless JAX train step
@@ -179,40 +180,26 @@ def check_input_size(discriminator, shape):
         InputSizeCheck(multiple, label=discriminator.name).check(shape)
 
 
-def set_torch_conv(layer, state_dict, key):
-    """Copy a PyTorch conv (plain: `key.weight`/`key.bias`; spectral norm: `key.weight_orig`, `key.weight_u`,
-    `key.weight_v`) into a Keras Conv2D or SpectralConv2D. Returns the state-dict keys used."""
-    from model.import_weights import torch_to_keras_kernel
-
-    used = []
-
-    def take(name):
-        used.append(f"{key}.{name}")
-        return np.asarray(state_dict[f"{key}.{name}"], dtype=np.float32)
-
-    if isinstance(layer, SpectralConv2D) and layer.spectral_norm:
-        weight = take("weight_orig")
-        out, cin, kh, kw = weight.shape
-        values = [torch_to_keras_kernel(weight)]
-        if layer.use_bias:
-            values.append(take("bias"))
-        # torch's v runs over (in, kh, kw); ours over (kh, kw, in), the order of Keras's flattened kernel.
-        v = take("weight_v").reshape(cin, kh, kw).transpose(1, 2, 0).reshape(-1)
-        values += [take("weight_u"), v]
-    else:
-        values = [torch_to_keras_kernel(take("weight"))]
-        if layer.use_bias:
-            values.append(take("bias"))
-    expected = [tuple(w.shape) for w in layer.weights]
-    if [v.shape for v in values] != expected:
-        raise UserError(f"PyTorch weights {key}: shapes {[v.shape for v in values]} do not fit layer {layer.name} "
-                        f"{expected}; the checkpoint is for another discriminator or width")
-    layer.set_weights(values)
-    return used
+SLOPE = 0.2
 
 
-def set_torch_batchnorm(layer, state_dict, key):
-    names = ("weight", "bias", "running_mean", "running_var")
-    layer.set_weights([np.asarray(state_dict[f"{key}.{n}"], dtype=np.float32) for n in names])
-    return [f"{key}.{n}" for n in names] + ([f"{key}.num_batches_tracked"]
-                                            if f"{key}.num_batches_tracked" in state_dict else [])
+def torch_conv(filters, kernel_size, name, strides=1, padding="same", use_bias=True):
+    """Plain conv with PyTorch's default init (identical to nn.Conv2d for 'same' stride 1 and 'valid')."""
+    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+                               kernel_initializer=torch_conv_init(), name=name)
+
+
+def sn_conv(filters, kernel_size, name, strides=1, padding=1):
+    return SpectralConv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name)
+
+
+def lrelu(x, name):
+    return keras.layers.LeakyReLU(negative_slope=SLOPE, name=name)(x)
+
+
+def image_input(multiple, label):
+    """The discriminator input (N x H x W x 3 in [0, 255], H and W multiples of `multiple`) and it in [0, 1]."""
+    x_in = keras.Input(shape=(None, None, 3), dtype="float32", name="image")
+    x = InputSizeCheck(multiple, label=label, name="size_check")(x_in)
+    x = keras.layers.Rescaling(1.0 / 255.0, name="to_unit_range")(x)
+    return x_in, x

@@ -107,3 +107,10 @@ def sr_output(mean, logvar=None):
 def lr_input():
     """The model input: float32 N x H x W x 3 in [0, 255], any spatial size."""
     return keras.Input(shape=(None, None, 3), dtype="float32", name="lr")
+
+
+def zero_init(weightnorm):
+    """Initializer kwargs that make a head start at exactly zero output (weight norm: g = 0)."""
+    if weightnorm:
+        return {"g_initializer": "zeros"}
+    return {"kernel_initializer": "zeros"}

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import model
-from model.attention_unet import load_torch_state_dict, with_attention_maps
+from model.archs.attention_unet import with_attention_maps
+from model.convert.discriminators import load_torch_state_dict
 from model.discriminator_layers import ResizeLike, SpectralConv2D
 from utils import UserError
 
@@ -315,7 +316,7 @@ def test_attention_map_pictures_cli(tmp_path):
     assert sizes["half_attn_3.png"] == (16, 16) and sizes["half_d_output.png"] == (16, 16)
     assert sizes["overview.png"] == (64, 5 * 32)  # two scales x (image, A1, A2, A3, D)
     # the heat map is OpenCV's JET of uint8(alpha * 255), in RGB
-    alpha = attention_maps.maps(model.load_model(run / "epoch-002.keras", compile=False), img[:32, :32])
+    alpha = attention_maps.maps(model.load_discriminator(run / "epoch-002.keras"), img[:32, :32])
     np.testing.assert_array_equal(read_image(tmp_path / "one" / "full_attn_1.png"), attention_maps.jet(
         alpha["full_attn_1"]))
     assert attention_maps.main(["--run", str(tmp_path / "run"), "-i", str(tmp_path / "img.png"),

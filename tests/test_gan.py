@@ -44,7 +44,7 @@ import data, model
 from degradations import RealESRGANTransform
 from losses.perceptual import LAYER_WEIGHTS, PerceptualLoss
 from model.discriminator_layers import SpectralConv2D
-from model.vgg19 import vgg19_features
+from model.archs.vgg19 import vgg19_features
 from optimizer import make_optimizer
 from training.gan import GANTask, GANTrainer
 

@@ -1,9 +1,19 @@
-"""model/krasserm.py: krasserm/super-resolution weight files into this project's WDSR."""
+"""model/convert/krasserm.py: krasserm/super-resolution weight files into this project's WDSR."""
 import h5py
 import numpy as np
 import pytest
 
 from utils import UserError
+
+
+def convert_krasserm_weights(h5_path, name, scale):
+    """The converter on the (arch, params) of a krasserm model name (profiles.PROFILES or wdsr-a/b-N), as callers
+    resolve a --profile."""
+    import profiles
+    from model.convert.krasserm import convert_krasserm_weights as convert, krasserm_target
+
+    arch, params = krasserm_target(name, profiles.PROFILES)
+    return convert(h5_path, arch, scale, params)
 
 
 def write_krasserm_h5(path, scale=2, blocks=2, filters=32, expansion=6, seed=0):
@@ -38,7 +48,7 @@ def write_krasserm_h5(path, scale=2, blocks=2, filters=32, expansion=6, seed=0):
 
 def test_layout_and_folding(tmp_path):
     import model as model_lib
-    from model.krasserm import convert_krasserm_weights, load_krasserm_weights, read_h5_layers
+    from model.convert.krasserm import load_krasserm_weights, read_h5_layers
 
     h5 = tmp_path / "w.h5"
     write_krasserm_h5(h5)
@@ -58,8 +68,6 @@ def test_layout_and_folding(tmp_path):
 
 
 def test_mismatches_are_user_errors(tmp_path):
-    from model.krasserm import convert_krasserm_weights
-
     h5 = tmp_path / "w.h5"
     write_krasserm_h5(h5, scale=2)
     with pytest.raises(UserError, match="does not fit"):
@@ -89,8 +97,6 @@ def test_pretrained_wdsr_b_x4_set5(shared_dir):
     """krasserm's published WDSR-B (32 blocks, x4): >= 32.0 dB PSNR-Y on Set5 (32.09 measured independently)."""
     import data
     from evaluation import scorer
-    from model.krasserm import convert_krasserm_weights
-
     weights = shared_dir / "weights" / "krasserm-wdsr-b-32-x4" / "weights.h5"
     model = convert_krasserm_weights(str(weights), "wdsr-b-32", 4)
     pairs = data.open_pairs(shared_dir / "datasets" / "Set5", 4)

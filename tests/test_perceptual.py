@@ -9,7 +9,8 @@ from torch import nn
 
 from losses.adversarial import bce_with_logits, gan_loss, mean_probability
 from losses.perceptual import LAYER_WEIGHTS, PerceptualLoss
-from model.vgg19 import BLOCKS, CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, build_vgg19, vgg19_features
+from model.archs.vgg19 import BLOCKS, CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, vgg19_features
+from model.convert.vgg19 import build_vgg19
 from utils import UserError
 
 LAYERS = list(LAYER_WEIGHTS)

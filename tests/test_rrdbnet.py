@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import model
-import model.import_weights
+import model.convert.esrgan
+import model.convert.torch_layout
+from profiles import PROFILES
 from utils import UserError
 
 torch = pytest.importorskip("torch")
@@ -45,7 +47,7 @@ def test_keras_matches_pytorch_on_imported_weights(scale, size):
     """Same random weights in both; x2/x1 check the unshuffle channel permutation, odd sizes the reflect pad."""
     sd = torch_rrdbnet.random_state_dict(scale=scale, seed=scale, **TINY)
     m = model.build_model("rrdbnet", scale, num_filters=8, num_res_blocks=1, growth_channels=4)
-    model.import_weights.load_rrdbnet_state_dict(m, sd)
+    model.convert.esrgan.load_rrdbnet_state_dict(m, sd)
     lr = lr_image(*size, seed=scale)
     f = {4: 1, 2: 2, 1: 4}[scale]
     ph, pw = (-size[0]) % f, (-size[1]) % f
@@ -58,7 +60,7 @@ def test_keras_matches_pytorch_on_imported_weights(scale, size):
     if scale == 2 and size == (12, 16):  # without the permutation the x2 model is wrong
         wrong = m.get_layer("conv_first_scale_2")
         k, b = wrong.get_weights()
-        wrong.set_weights([model.import_weights.torch_to_keras_kernel(sd["conv_first.weight"]), b])
+        wrong.set_weights([model.convert.torch_layout.torch_to_keras_kernel(sd["conv_first.weight"]), b])
         assert np.abs(keras_sr(m, lr) - ref).max() > 1.0
 
 
@@ -66,8 +68,8 @@ def test_unshuffle_permutation_against_torch():
     x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
     t = torch.nn.functional.pixel_unshuffle(x, 2).permute(0, 2, 3, 1).numpy()  # NHWC, torch channel order
     np.testing.assert_array_equal(torch_rrdbnet.pixel_unshuffle(x, 2).permute(0, 2, 3, 1).numpy(), t)
-    k = np.asarray(model.rrdbnet.PixelUnshuffle(2)(x.permute(0, 2, 3, 1).numpy()))
-    perm = model.import_weights.unshuffle_permutation(3, 2)
+    k = np.asarray(model.archs.rrdbnet.PixelUnshuffle(2)(x.permute(0, 2, 3, 1).numpy()))
+    perm = model.convert.torch_layout.unshuffle_permutation(3, 2)
     np.testing.assert_array_equal(k, t[..., perm])
 
 
@@ -81,7 +83,7 @@ def test_old_esrgan_key_names(tmp_path):
         old[k2] = v
     assert "RRDB_trunk.1.RDB3.conv5.weight" in old and "upconv2.bias" in old
     torch.save({k: torch.from_numpy(v) for k, v in old.items()}, tmp_path / "old.pth")
-    m = model.import_weights.convert_torch_weights(tmp_path / "old.pth")
+    m = model.convert.esrgan.convert_torch_weights(tmp_path / "old.pth")
     lr = lr_image(seed=5)
     np.testing.assert_allclose(keras_sr(m, lr), torch_rrdbnet.run(sd, lr, 4), atol=0.5, rtol=1e-4)
 
@@ -90,21 +92,21 @@ def test_mismatch_names_first_key(tmp_path):
     sd = torch_rrdbnet.random_state_dict(scale=4, **TINY)
     for scale in (4, 2, 1):  # the shape table the file is checked against is PyTorch's, key order included
         ref = torch_rrdbnet.RRDBNet(num_feat=8, num_block=2, num_grow_ch=4, scale=scale).state_dict()
-        assert model.import_weights.expected_shapes(scale, 8, 2, 4) == {k: tuple(v.shape) for k, v in ref.items()}
-        assert list(model.import_weights.expected_shapes(scale, 8, 2, 4)) == list(ref)
+        assert model.convert.esrgan.expected_shapes(scale, 8, 2, 4) == {k: tuple(v.shape) for k, v in ref.items()}
+        assert list(model.convert.esrgan.expected_shapes(scale, 8, 2, 4)) == list(ref)
     wider = model.build_model("rrdbnet", 4, num_filters=16, num_res_blocks=1, growth_channels=4)
     with pytest.raises(UserError, match=r"key 'conv_first.weight' has shape \(8, 3, 3, 3\).*needs \(16, 3, 3, 3\)"):
-        model.import_weights.load_rrdbnet_state_dict(wider, sd, "x.pth")
+        model.convert.esrgan.load_rrdbnet_state_dict(wider, sd, "x.pth")
     deeper = model.build_model("rrdbnet", 4, num_filters=8, num_res_blocks=2, growth_channels=4)
     with pytest.raises(UserError, match=r"x.pth: key 'body.1.rdb1.conv1.weight' is missing"):
-        model.import_weights.load_rrdbnet_state_dict(deeper, sd, "x.pth")
+        model.convert.esrgan.load_rrdbnet_state_dict(deeper, sd, "x.pth")
     with pytest.raises(UserError, match=r"key 'head.0.weight' is not an RRDBNet"):
-        model.import_weights.load_rrdbnet_state_dict(wider, {"head.0.weight": np.zeros((8, 3, 3, 3))}, "e.pth")
+        model.convert.esrgan.load_rrdbnet_state_dict(wider, {"head.0.weight": np.zeros((8, 3, 3, 3))}, "e.pth")
     torch.save({"params": {k: torch.from_numpy(v) for k, v in sd.items()}}, tmp_path / "t.pth")
     with pytest.raises(UserError, match="--scale 2"):
-        model.import_weights.convert_torch_weights(tmp_path / "t.pth", scale=2)
+        model.convert.esrgan.convert_torch_weights(tmp_path / "t.pth", scale=2)
     with pytest.raises(UserError, match=r"key 'conv_first.weight' has shape \(8, 3, 3, 3\) but the model.*64"):
-        model.import_weights.convert_torch_weights(tmp_path / "t.pth", profile="rrdbnet")
+        model.convert.esrgan.convert_torch_weights(tmp_path / "t.pth", params=PROFILES["rrdbnet"]["model"])
 
 
 # Per-image PSNR-Y (shave 4, output round(clip(sr))) of Real-ESRGAN x4plus on Set5 x4, computed with PyTorch

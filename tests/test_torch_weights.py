@@ -1,4 +1,4 @@
-"""model/torch_weights.py: .pth (zip and legacy) and .safetensors read into numpy; no pickled code ever runs."""
+"""model/convert/torch_pickle.py: .pth (zip and legacy) and .safetensors read into numpy; no pickled code ever runs."""
 import io
 import os
 import pickle
@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from model.torch_weights import read_state_dict, read_torch_file
+from model.convert.torch_pickle import read_state_dict, read_torch_file
 from utils import UserError
 
 
@@ -145,7 +145,7 @@ def test_real_esrgan_file_reads_without_torch(shared_dir, repo_root):
         "sys.path.insert(0, sys.argv[1])\n"
         "import utils\n"
         "import importlib.util as u\n"
-        "spec = u.spec_from_file_location('tw', sys.argv[1] + '/model/torch_weights.py'); tw = u.module_from_spec(spec)\n"
+        "spec = u.spec_from_file_location('tw', sys.argv[1] + '/model/convert/torch_pickle.py'); tw = u.module_from_spec(spec)\n"
         "spec.loader.exec_module(tw)\n"
         "sd = tw.read_state_dict(sys.argv[2])\n"
         "print(len(sd), sum(v.size for v in sd.values()), {str(v.dtype) for v in sd.values()})\n"

@@ -1,4 +1,5 @@
-"""Training core, by concern: `config` (the one option schema: parser, profiles, args.json), `task` (what is
+"""Training core, by concern: `options` (every option declared once), `config` (the one resolver: parser,
+profiles, args.json), `setup` (datasets, network, task, initial weights, run directory), `task` (what is
 trained: networks, optimizers, phases, loss terms), `backend` (the per-backend train step), `trainer` (the
 loop: EMA, validation, checkpoints, exact resume, logs), `speed` (the default compile setting).
 See docs/DESIGN.md "Trainer". Submodules load lazily so `training.config` stays free of Keras.

@@ -126,22 +126,16 @@ def load_discriminator_weights(d, path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"--pretrained-discriminator {path}: file not found")
-    if path.lower().endswith((".pth", ".pt", ".safetensors")):
-        from model.attention_unet import load_torch_state_dict
-        from model.torch_weights import read_state_dict
+    from model import load_discriminator
 
-        load_torch_state_dict(d, read_state_dict(path))
-    else:
-        from model import transfer_weights
-
-        transfer_weights(d, path)
+    load_discriminator(path, into=d, label="--pretrained-discriminator")
 
 
 def build_perceptual(config):
     if not config.get("perceptual_weight"):
         return None
     from losses.perceptual import LAYER_WEIGHTS, PerceptualLoss
-    from model.vgg19 import build_vgg19
+    from model.convert.vgg19 import build_vgg19
 
     vgg = build_vgg19(list(LAYER_WEIGHTS), config.get("vgg_weights"), random_weights=bool(config.get("random_vgg")))
     return PerceptualLoss(vgg, LAYER_WEIGHTS)

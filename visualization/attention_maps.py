@@ -56,22 +56,11 @@ def blend(image, heat):
 
 def load_discriminator(path, arch=None, num_feat=64):
     """A discriminator from a .keras file, or a PyTorch .pth of A-ESRGAN / Real-ESRGAN (`arch` needed)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"discriminator {path} not found")
-    if path.lower().endswith((".pth", ".pt", ".safetensors")):
-        if not arch:
-            raise UserError(f"{path} is a PyTorch file: pass --arch attention-unet or attention-unet-multiscale")
-        import model
-        from model.attention_unet import load_torch_state_dict
-        from model.torch_weights import read_state_dict
-
-        d = model.build_discriminator(arch, num_feat=num_feat)
-        load_torch_state_dict(d, read_state_dict(path))
-        return d
     import model
 
-    return model.load_model(path, compile=False)
+    if model.file_format(path) == "torch" and not arch and os.path.isfile(path):
+        raise UserError(f"{path} is a PyTorch file: pass --arch attention-unet or attention-unet-multiscale")
+    return model.load_discriminator(path, arch=arch, params={"num_feat": num_feat} if arch else None)
 
 
 def size_multiple(d):
@@ -93,7 +82,7 @@ def maps(d, image):
     (sigmoid of the logits)."""
     import keras
 
-    from model.attention_unet import with_attention_maps
+    from model.archs.attention_unet import with_attention_maps
 
     net = with_attention_maps(d)
     out = net(image[None].astype("float32"), training=False)

@@ -1,9 +1,11 @@
 """EDSR (Lim et al. 2017), layer for layer as krasserm/super-resolution's `edsr.py`, with deterministic names."""
 import keras
 
-from model.layers import PixelShuffle, Normalize, Scale, conv2d, lr_input, sr_output
+from model.layers import Normalize, PixelShuffle, Scale, conv2d, lr_input, sr_output, zero_init
+from model.registry import register_generator
 
 
+@register_generator("edsr", scales=(2, 3, 4))
 def edsr(scale, num_filters=64, num_res_blocks=16, res_scaling=None, weightnorm=False, pred_logvar=False):
     """EDSR: head conv, `num_res_blocks` conv-ReLU-conv blocks (times `res_scaling` before the add), body conv +
     long skip, upsampler (x2/x3 one sub-pixel stage, x4 two x2 stages, named `upsample_{k}_scale_{s}`),
@@ -35,9 +37,3 @@ def edsr(scale, num_filters=64, num_res_blocks=16, res_scaling=None, weightnorm=
     logvar = conv2d(3, 3, "tail_logvar", wn, **zero_init(wn))(x) if pred_logvar else None
     return keras.Model(x_in, sr_output(mean, logvar), name="edsr")
 
-
-def zero_init(weightnorm):
-    """Initializer kwargs that make a head start at exactly zero output (weight norm: g = 0)."""
-    if weightnorm:
-        return {"g_initializer": "zeros"}
-    return {"kernel_initializer": "zeros"}

@@ -7,14 +7,14 @@ x2 and x1 models pixel-unshuffle the input first (by 2 / by 4) so the body alway
 
 Conventions: the network itself works on RGB in [0, 1] with no mean subtraction (as Real-ESRGAN); this model
 takes input in [0, 255] and returns pixel units like every model here (scaled inside). Unshuffle uses
-space_to_depth channel order `(i*s + j)*C + c`, not PyTorch's `c*s*s + i*s + j`: model/import_weights.py
+space_to_depth channel order `(i*s + j)*C + c`, not PyTorch's `c*s*s + i*s + j`: model/convert/esrgan.py
 permutes conv_first's input channels when importing PyTorch weights.
 """
 import keras
 from keras import ops
 
-from model.edsr import zero_init
-from model.layers import Scale, conv2d, lr_input
+from model.layers import Scale, conv2d, lr_input, zero_init
+from model.registry import register_generator
 
 UNSHUFFLE = {4: 1, 2: 2, 1: 4}  # model scale -> pixel-unshuffle factor of the input
 RRDB_SCALES = tuple(sorted(UNSHUFFLE))
@@ -37,9 +37,13 @@ class PadToMultiple(keras.layers.Layer):
     def call(self, x):
         m = self.multiple
         shape = ops.shape(x)
-        # (m - h % m) % m rather than (-h) % m: the ONNX converter gets the mod of a negative number wrong
-        pad_h, pad_w = (m - shape[1] % m) % m, (m - shape[2] % m) % m
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="reflect")
+        for axis in (1, 2):
+            n = shape[axis]
+            # (m - n % m) % m rather than (-n) % m: the ONNX converter gets the mod of a negative number wrong
+            i = ops.arange(n + (m - n % m) % m)
+            # reflection by index: ops.pad's reflect mode fails on the torch backend when nothing is padded
+            x = ops.take(x, ops.where(i < n, i, 2 * (n - 1) - i), axis=axis)
+        return x
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -118,6 +122,7 @@ def _rrdb(x, name, growth_channels):
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
+@register_generator("rrdbnet", scales=RRDB_SCALES)
 def rrdbnet(scale, num_filters=64, num_res_blocks=23, growth_channels=32, pred_logvar=False):
     """RRDBNet at `scale` 4, 2 or 1 (BasicSR num_feat = num_filters, num_block = num_res_blocks,
     num_grow_ch = growth_channels). Any input size: x2/x1 inputs are reflect-padded to a multiple of the unshuffle

@@ -14,8 +14,11 @@ with the 5x5 skip convolution matched by its role, and every shape is checked.
 import os
 import re
 
+import keras
 import numpy as np
 
+from model.sr_model import build_model
+from model.weightnorm import WeightNormConv2D
 from utils import UserError
 
 
@@ -70,17 +73,11 @@ def _source_kernel(weights, weightnorm):
 
 def _target_layers(model):
     """Conv layers of the target model (weight-norm or plain Conv2D) in topological order."""
-    import keras
-
-    from model.weightnorm import WeightNormConv2D
-
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if isinstance(layer, (WeightNormConv2D, keras.layers.Conv2D))]
 
 
 def _kernel_shape(layer):
-    from model.weightnorm import WeightNormConv2D
-
     return tuple((layer.v if isinstance(layer, WeightNormConv2D) else layer.kernel).shape)
 
 
@@ -92,44 +89,39 @@ def _split_skip(items, kernel_shape):
     return [it for i, it in enumerate(items) if i != skip[0]] + [items[skip[0]]]
 
 
-def build_target(profile, scale):
-    """This project's model for a profile name (profiles.PROFILES, or e.g. wdsr-b-4 for other depths)."""
-    import profiles
-
-    import model as model_lib
-
-    if profile in profiles.PROFILES:  # inert data: the profile's architecture and model values
-        return model_lib.build_model(profiles.PROFILES[profile]["arch"], scale, **profiles.PROFILES[profile]["model"])
-
-    m = re.fullmatch(r"(wdsr-[ab])-(\d+)", profile)
+def krasserm_target(name, profiles):
+    """(arch, params) of a krasserm model name: an entry of `profiles` (the caller's profile table, name ->
+    {"arch", "model"}), or wdsr-a-N / wdsr-b-N (krasserm's WDSR at N residual blocks). Pure: takes the table."""
+    if name in profiles:
+        return profiles[name]["arch"], dict(profiles[name]["model"])
+    m = re.fullmatch(r"(wdsr-[ab])-(\d+)", name)
     if not m:
-        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(profiles.PROFILES)} "
+        raise UserError(f"unknown profile {name!r}; choose one of {', '.join(profiles)} "
                         f"(or wdsr-a-N / wdsr-b-N for N residual blocks)")
     arch, blocks = m.group(1), int(m.group(2))
-    return model_lib.build_model(arch, scale, num_filters=32, num_res_blocks=blocks,
-                                 res_expansion=6 if arch == "wdsr-b" else 4, weightnorm=True)
+    return arch, {"num_filters": 32, "num_res_blocks": blocks, "res_expansion": 6 if arch == "wdsr-b" else 4,
+                  "weightnorm": True}
 
 
-def profile_and_scale(path, profile=None, scale=None):
-    """Profile and scale of a krasserm weights file, from the arguments or its name (wdsr-a-32-x4-...h5)."""
+def name_and_scale(path, name=None, scale=None):
+    """Model name (e.g. wdsr-a-32, for `krasserm_target`) and scale of a krasserm weights file, from the arguments
+    or its file name (wdsr-a-32-x4-...h5) or folder name (krasserm-wdsr-b-32-x4/weights.h5)."""
     # the file name first (wdsr-a-32-x4-psnr-29.1736.h5), then its folder (krasserm-wdsr-b-32-x4/weights.h5)
     names = [os.path.basename(path).lower(), os.path.basename(os.path.dirname(os.path.abspath(path))).lower()]
-    for name in names:
-        if profile is None:
-            m = re.search(r"((?:wdsr-[ab]|edsr)-\d+|sr-resnet)", name)
-            profile = m.group(1) if m else None
+    for text in names:
+        if name is None:
+            m = re.search(r"((?:wdsr-[ab]|edsr)-\d+|sr-resnet)", text)
+            name = m.group(1) if m else None
         if scale is None:
-            m = re.search(r"(?:^|[^a-z0-9])x([2-4])(?:\D|$)", name)
+            m = re.search(r"(?:^|[^a-z0-9])x([2-4])(?:\D|$)", text)
             scale = int(m.group(1)) if m else None
-    if profile is None or scale is None:
+    if name is None or scale is None:
         raise UserError(f"{path} is a Keras 2 weights file: give its --profile (e.g. wdsr-a-32) and --scale")
-    return profile, int(scale)
+    return name, int(scale)
 
 
 def load_krasserm_weights(model, h5_path):
     """Copy a krasserm weights file into `model` (built already); UserError on any count or shape mismatch."""
-    from model.weightnorm import WeightNormConv2D
-
     source = read_h5_layers(h5_path)
     target = _target_layers(model)
     if len(source) != len(target):
@@ -155,7 +147,6 @@ def load_krasserm_weights(model, h5_path):
     return model
 
 
-def convert_krasserm_weights(h5_path, profile="wdsr-b-32", scale=4):
-    """A keras.Model of `profile` at `scale` with the weights of krasserm's weight file `h5_path`."""
-    model = build_target(profile, int(scale))
-    return load_krasserm_weights(model, h5_path)
+def convert_krasserm_weights(h5_path, arch, scale, params=None):
+    """An SRModel of `arch` at `scale` with `params` holding the weights of krasserm's weight file `h5_path`."""
+    return load_krasserm_weights(build_model(arch, int(scale), **(params or {})), h5_path)

@@ -1,12 +1,13 @@
 """SRResNet (Ledig et al. 2017, the SRGAN generator), as used by GRAM, with the shared mean normalisation."""
 import keras
 
-from model.edsr import zero_init
-from model.layers import Normalize, PixelShuffle, conv2d, lr_input, sr_output
+from model.layers import Normalize, PixelShuffle, conv2d, lr_input, sr_output, zero_init
+from model.registry import register_generator
 
 BN_MOMENTUM = 0.8  # as krasserm's / the SRGAN Keras generators
 
 
+@register_generator("sr-resnet", scales=(2, 3, 4))
 def sr_resnet(scale, num_filters=64, num_res_blocks=16, weightnorm=False, pred_logvar=False):
     """9x9 head conv + PReLU, `num_res_blocks` conv-BN-PReLU-conv-BN blocks, conv-BN + long skip, sub-pixel
     stages conv(4F) -> shuffle(2) -> PReLU (x3: one conv(9F) -> shuffle(3) stage), 9x9 linear tail to RGB.

@@ -19,40 +19,24 @@ returns a model that outputs them next to the logits.
 """
 import keras
 
-from model.discriminator_layers import (InputSizeCheck, ResizeLike, SpectralConv2D, set_torch_batchnorm, set_torch_conv,
-                                        torch_conv_init)
+from model.discriminator_layers import ResizeLike, image_input, lrelu, sn_conv, torch_conv
+from model.registry import register_discriminator
 from utils import UserError
-
-SLOPE = 0.2
-
-
-def _conv(filters, kernel_size, name, strides=1, padding="same", use_bias=True):
-    """Plain conv with PyTorch's default init (identical to nn.Conv2d for 'same' stride 1 and 'valid')."""
-    return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-                               kernel_initializer=torch_conv_init(), name=name)
-
-
-def _sn_conv(filters, kernel_size, name, strides=1, padding=1):
-    return SpectralConv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name)
-
-
-def _lrelu(x, name):
-    return keras.layers.LeakyReLU(negative_slope=SLOPE, name=name)(x)
 
 
 def attention_gate(x, g, name):
     """Additive attention gate: (BatchNorm(conv1x1(alpha * x)), alpha); alpha is N x H x W x 1 at x's size."""
     c = x.shape[-1]
-    theta = _conv(c, 2, f"{name}_theta", strides=2, padding="valid", use_bias=False)(x)
-    phi = _conv(c, 1, f"{name}_phi")(g)
+    theta = torch_conv(c, 2, f"{name}_theta", strides=2, padding="valid", use_bias=False)(x)
+    phi = torch_conv(c, 1, f"{name}_phi")(g)
     phi = ResizeLike(name=f"{name}_phi_resize")(phi, theta)
     f = keras.layers.Add(name=f"{name}_add")([theta, phi])
     f = keras.layers.ReLU(name=f"{name}_relu")(f)
-    psi = _conv(1, 1, f"{name}_psi")(f)
+    psi = torch_conv(1, 1, f"{name}_psi")(f)
     psi = keras.layers.Activation("sigmoid", name=f"{name}_sigmoid")(psi)
     alpha = ResizeLike(name=f"{name}_alpha")(psi, x)
     y = keras.layers.Multiply(name=f"{name}_gate")([alpha, x])
-    y = _conv(c, 1, f"{name}_W")(y)
+    y = torch_conv(c, 1, f"{name}_W")(y)
     y = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(y)
     return y, alpha
 
@@ -60,47 +44,41 @@ def attention_gate(x, g, name):
 def unet_cat(skip, deep, filters, name):
     """Decoder join: bilinear x2 of the deeper map, SN 3x3 conv, LReLU, concat [skip, upsampled]."""
     up = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(deep)
-    up = _lrelu(_sn_conv(filters, 3, f"{name}_convU")(up), f"{name}_convU_lrelu")
+    up = lrelu(sn_conv(filters, 3, f"{name}_convU")(up), f"{name}_convU_lrelu")
     return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")([skip, up])
 
 
 def attention_unet_graph(x, num_feat=64, prefix=""):
     """The discriminator's graph on a [0, 1] input tensor x; returns (logits, [alpha1, alpha2, alpha3])."""
     p, nf = prefix, int(num_feat)
-    x0 = _lrelu(_conv(nf, 3, f"{p}conv0")(x), f"{p}conv0_lrelu")
-    x1 = _lrelu(_sn_conv(nf * 2, 3, f"{p}conv1", strides=2)(x0), f"{p}conv1_lrelu")
-    x2 = _lrelu(_sn_conv(nf * 4, 3, f"{p}conv2", strides=2)(x1), f"{p}conv2_lrelu")
-    x3 = _lrelu(_sn_conv(nf * 8, 3, f"{p}conv3", strides=2)(x2), f"{p}conv3_lrelu")
+    x0 = lrelu(torch_conv(nf, 3, f"{p}conv0")(x), f"{p}conv0_lrelu")
+    x1 = lrelu(sn_conv(nf * 2, 3, f"{p}conv1", strides=2)(x0), f"{p}conv1_lrelu")
+    x2 = lrelu(sn_conv(nf * 4, 3, f"{p}conv2", strides=2)(x1), f"{p}conv2_lrelu")
+    x3 = lrelu(sn_conv(nf * 8, 3, f"{p}conv3", strides=2)(x2), f"{p}conv3_lrelu")
     # The original's nn.Conv2d(512, 256, 1, 1, 1): a 1x1 conv with padding 1 (H/8 + 2, zero border).
-    g = _lrelu(_sn_conv(nf * 4, 1, f"{p}gating", padding=1)(x3), f"{p}gating_lrelu")
+    g = lrelu(sn_conv(nf * 4, 1, f"{p}gating", padding=1)(x3), f"{p}gating_lrelu")
 
     a1, alpha1 = attention_gate(x2, g, f"{p}attn_1")
     a2, alpha2 = attention_gate(x1, g, f"{p}attn_2")
     a3, alpha3 = attention_gate(x0, g, f"{p}attn_3")
 
     y = unet_cat(a1, x3, nf * 4, f"{p}cat_1")
-    x4 = _lrelu(_sn_conv(nf * 4, 3, f"{p}conv4")(y), f"{p}conv4_lrelu")
+    x4 = lrelu(sn_conv(nf * 4, 3, f"{p}conv4")(y), f"{p}conv4_lrelu")
     y = unet_cat(a2, x4, nf * 2, f"{p}cat_2")
-    x5 = _lrelu(_sn_conv(nf * 2, 3, f"{p}conv5")(y), f"{p}conv5_lrelu")
+    x5 = lrelu(sn_conv(nf * 2, 3, f"{p}conv5")(y), f"{p}conv5_lrelu")
     y = unet_cat(a3, x5, nf, f"{p}cat_3")
-    x6 = _lrelu(_sn_conv(nf, 3, f"{p}conv6")(y), f"{p}conv6_lrelu")
+    x6 = lrelu(sn_conv(nf, 3, f"{p}conv6")(y), f"{p}conv6_lrelu")
 
-    out = _lrelu(_sn_conv(nf, 3, f"{p}conv7")(x6), f"{p}conv7_lrelu")
-    out = _lrelu(_sn_conv(nf, 3, f"{p}conv8")(out), f"{p}conv8_lrelu")
-    logits = _conv(1, 3, f"{p}conv9")(out)
+    out = lrelu(sn_conv(nf, 3, f"{p}conv7")(x6), f"{p}conv7_lrelu")
+    out = lrelu(sn_conv(nf, 3, f"{p}conv8")(out), f"{p}conv8_lrelu")
+    logits = torch_conv(1, 3, f"{p}conv9")(out)
     return logits, [alpha1, alpha2, alpha3]
 
 
-def _input(multiple, label):
-    x_in = keras.Input(shape=(None, None, 3), dtype="float32", name="image")
-    x = InputSizeCheck(multiple, label=label, name="size_check")(x_in)
-    x = keras.layers.Rescaling(1.0 / 255.0, name="to_unit_range")(x)
-    return x_in, x
-
-
+@register_discriminator("attention-unet")
 def attention_unet(num_feat=64):
     """Single attention U-Net discriminator (5,399,044 trainable parameters at num_feat=64): N x H x W x 1 logits."""
-    x_in, x = _input(8, "attention-unet discriminator")
+    x_in, x = image_input(8, "attention-unet discriminator")
     logits, _ = attention_unet_graph(x, num_feat)
     return keras.Model(x_in, logits, name="attention_unet")
 
@@ -111,13 +89,14 @@ def multiscale_downsample(x, name="downsample"):
     return keras.layers.AveragePooling2D(4, strides=2, padding="valid", name=f"{name}_pool")(x)
 
 
+@register_discriminator("attention-unet-multiscale")
 def attention_unet_multiscale(num_feat=64, num_d=2):
     """Two attention U-Nets (10,798,088 trainable parameters): `full_*` on the image, `half_*` on its 2x average-
     pooled version. Outputs [full-resolution logits N x H x W x 1, half-resolution logits N x H/2 x W/2 x 1];
     the GAN losses are summed over the two (A-ESRGAN's aesrgan_model.py), not averaged."""
     if int(num_d) != 2:
         raise ValueError("the A-ESRGAN multi-scale discriminator has num_d=2")
-    x_in, x = _input(16, "attention-unet-multiscale discriminator")
+    x_in, x = image_input(16, "attention-unet-multiscale discriminator")
     full, _ = attention_unet_graph(x, num_feat, prefix="full_")
     half, _ = attention_unet_graph(multiscale_downsample(x), num_feat, prefix="half_")
     return keras.Model(x_in, [full, half], name="attention_unet_multiscale")
@@ -136,48 +115,3 @@ def with_attention_maps(discriminator):
     if not any(k.endswith("attn_1") for k in outputs):
         raise UserError(f"discriminator {discriminator.name!r} has no attention gates (an attention U-Net is needed)")
     return keras.Model(discriminator.input, outputs, name=f"{discriminator.name}_attention")
-
-
-_TORCH_PREFIX = {"full_": "layer1.", "half_": "layer0."}  # multiscale_arch.py: layer1 on the image, layer0 on x/2
-
-
-def _torch_key(name):
-    """Keras layer name -> PyTorch module path in A-ESRGAN / BasicSR state dicts."""
-    prefix = ""
-    for keras_prefix, torch_prefix in _TORCH_PREFIX.items():
-        if name.startswith(keras_prefix):
-            name, prefix = name[len(keras_prefix):], torch_prefix
-    if name.startswith("attn_"):
-        gate, part = name[:6], name[7:]
-        part = {"W": "W.0", "bn": "W.1"}.get(part, part)
-        return f"{prefix}{gate}.{part}"
-    if name.startswith("cat_"):
-        return f"{prefix}{name[:5]}.{name[6:]}"
-    return prefix + name
-
-
-def load_torch_state_dict(discriminator, state_dict):
-    """Copy a PyTorch state dict of UNetDiscriminatorAesrgan, its multi-scale wrapper (layer0/layer1) or
-    Real-ESRGAN's UNetDiscriminatorSN into the matching Keras discriminator built here (same num_feat).
-
-    `state_dict`: name -> numpy array (model.torch_weights.read_state_dict gives one without unpickling code;
-    BasicSR's {"params": ...} nesting is undone by the caller). UserError when keys are missing or left over.
-    """
-    used = set()
-    try:
-        for layer in discriminator.layers:
-            if not layer.weights:
-                continue
-            key = _torch_key(layer.name)
-            if isinstance(layer, keras.layers.BatchNormalization):
-                used.update(set_torch_batchnorm(layer, state_dict, key))
-            else:
-                used.update(set_torch_conv(layer, state_dict, key))
-    except KeyError as e:
-        raise UserError(f"PyTorch discriminator weights lack {e.args[0]!r}; they are not a "
-                        f"{discriminator.name} checkpoint") from e
-    left = sorted(set(state_dict) - used)
-    if left:
-        raise UserError(f"PyTorch discriminator weights have {len(left)} entries {discriminator.name} does not use "
-                        f"(e.g. {left[0]!r}); pass the checkpoint of the matching discriminator")
-    return sorted(used)

@@ -6,16 +6,19 @@ Key names accepted (a DataParallel `module.` prefix is dropped):
   HRconv, conv_last;
 - ESRGAN's first release (architecture.py, RRDB_ESRGAN_x4.pth): model.0, model.1.sub.N.RDBk.convM.0,
   model.1.sub.<num_block> (trunk conv), model.3, model.6, model.8, model.10.
-Kernels go from PyTorch (out, in, kh, kw) to Keras (kh, kw, in, out). For x2/x1 models conv_first's input
-channels are permuted: PyTorch's pixel_unshuffle puts (c, i, j) at channel c*s*s + i*s + j, space_to_depth (this
-model) at (i*s + j)*C + c.
+Kernels go from PyTorch (out, in, kh, kw) to Keras (kh, kw, in, out) (model/convert/torch_layout.py). For x2/x1
+models conv_first's input channels are permuted: PyTorch's pixel_unshuffle puts (c, i, j) at channel
+c*s*s + i*s + j, space_to_depth (this model) at (i*s + j)*C + c.
 """
 import os
 import re
 
 import numpy as np
 
-from model.rrdbnet import UNSHUFFLE
+from model.archs.rrdbnet import UNSHUFFLE
+from model.convert.torch_layout import torch_to_keras_kernel
+from model.convert.torch_pickle import read_state_dict
+from model.sr_model import build_model, model_scale
 from utils import UserError
 
 UNSHUFFLE_TO_SCALE = {factor: scale for scale, factor in UNSHUFFLE.items()}
@@ -131,32 +134,12 @@ def layer_name(key, scale):
     return conv
 
 
-def unshuffle_permutation(channels, factor):
-    """perm with keras_channel k <- torch_channel perm[k], for pixel-unshuffle of `channels` by `factor`."""
-    perm = np.empty(channels * factor * factor, dtype=np.int64)
-    for i in range(factor):
-        for j in range(factor):
-            for c in range(channels):
-                perm[(i * factor + j) * channels + c] = c * factor * factor + i * factor + j
-    return perm
-
-
-def torch_to_keras_kernel(weight, unshuffle=1):
-    """(out, in, kh, kw) -> (kh, kw, in, out), with conv_first's input channels permuted for pixel-unshuffle."""
-    kernel = np.transpose(np.asarray(weight, np.float32), (2, 3, 1, 0))
-    if unshuffle > 1:
-        kernel = kernel[:, :, unshuffle_permutation(kernel.shape[2] // (unshuffle * unshuffle), unshuffle), :]
-    return np.ascontiguousarray(kernel)
-
-
 def load_rrdbnet_state_dict(model, state_dict, source="state dict"):
     """Copy a PyTorch RRDBNet state dict (any supported key naming) into a built Keras RRDBNet.
 
     Every key must have a layer of the same shape and every conv of the model a weight and bias in the file;
     otherwise UserError naming the first mismatching key.
     """
-    from model.registry import model_scale
-
     sd = canonical_state_dict(state_dict, source)
     scale = model_scale(model)
     unshuffle = UNSHUFFLE.get(scale, 1)
@@ -197,8 +180,6 @@ def load_rrdbnet_state_dict(model, state_dict, source="state dict"):
 
 def model_size(model):
     """'num_filters F, num_res_blocks B, growth G, xS' of a Keras RRDBNet, for messages."""
-    from model.registry import model_scale
-
     blocks = len({m.group(1) for layer in model.layers for m in [re.match(r"body_(\d+)_", layer.name)] if m})
     try:
         feat = model.get_layer("conv_body").filters
@@ -208,33 +189,26 @@ def model_size(model):
     return f"num_filters {feat}, num_res_blocks {blocks}, growth {growth}, x{model_scale(model)}"
 
 
-def convert_torch_weights(path, profile=None, scale=None, pred_logvar=False):
-    """A Keras RRDBNet holding the weights of a .pth / .pt / .safetensors RRDBNet file (never unpickles code).
+def convert_state_dict(state_dict, source="state dict", scale=None, params=None, pred_logvar=False):
+    """A Keras RRDBNet (SRModel) holding a PyTorch RRDBNet state dict (any supported key naming).
 
-    Sizes and scale come from the file. `profile` (e.g. "rrdbnet") and `scale`, when given, must agree with it:
-    otherwise UserError naming the first mismatching key. `pred_logvar` adds a zero-initialised GRAM head.
+    Sizes and scale come from the tensors. `scale` and `params` (num_filters, num_res_blocks, growth_channels,
+    e.g. a profile's), when given, must agree with them: otherwise UserError naming the first mismatching key.
+    `pred_logvar` adds a zero-initialised GRAM head.
     """
-    from model.registry import build_model
-    from model.torch_weights import read_state_dict
-
-    path = os.fspath(path)
-    source = os.path.basename(path)
-    sd = canonical_state_dict(read_state_dict(path), source)
+    sd = canonical_state_dict(state_dict, source)
     config = infer_config(sd, source)
     if scale is not None and int(scale) != config["scale"]:
         raise UserError(f"{source}: key 'conv_first.weight' takes {sd['conv_first.weight'].shape[1]} input channels, "
                         f"a x{config['scale']} model, but --scale {scale} was asked for")
-    params = {k: v for k, v in config.items() if k != "scale"}
-    if profile is not None:
-        import profiles
-
-        resolved = profiles.PROFILES.get(profile)  # inert data: {"arch", "model", "train"}
-        if resolved is None:
-            raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(profiles.PROFILES)}")
-        if resolved["arch"] != "rrdbnet":
-            raise UserError(f"{source} holds RRDBNet weights but profile {profile} is {resolved['arch']}; "
-                            "use --profile rrdbnet (or leave it out: the sizes come from the file)")
-        params = {k: resolved["model"][k] for k in ("num_filters", "num_res_blocks", "growth_channels")}
-    check_shapes(sd, {"scale": config["scale"], **params}, source)  # before building: cheap, names the key
-    model = build_model("rrdbnet", config["scale"], pred_logvar=bool(pred_logvar), **params)
+    sizes = {k: v for k, v in config.items() if k != "scale"}
+    sizes.update({k: params[k] for k in sizes if (params or {}).get(k) is not None})
+    check_shapes(sd, {"scale": config["scale"], **sizes}, source)  # before building: cheap, names the key
+    model = build_model("rrdbnet", config["scale"], pred_logvar=bool(pred_logvar), **sizes)
     return load_rrdbnet_state_dict(model, sd, source)
+
+
+def convert_torch_weights(path, scale=None, params=None, pred_logvar=False):
+    """`convert_state_dict` of a .pth / .pt / .safetensors file (read without unpickling code)."""
+    path = os.fspath(path)
+    return convert_state_dict(read_state_dict(path), os.path.basename(path), scale, params, pred_logvar)

@@ -1,12 +1,12 @@
 """WDSR-A / WDSR-B (Yu et al. 2018), layer for layer as krasserm/super-resolution's TF2 `wdsr.py`.
 
 The weight-norm convs are created in krasserm's order (head, blocks, `conv2d_main_scale_{s}`,
-`conv2d_skip_scale_{s}`) so that model/krasserm.py can map converted weights layer by layer.
+`conv2d_skip_scale_{s}`) so that model/convert/krasserm.py can map converted weights layer by layer.
 """
 import keras
 
-from model.edsr import zero_init
-from model.layers import Normalize, PixelShuffle, Scale, conv2d, lr_input, sr_output
+from model.layers import Normalize, PixelShuffle, Scale, conv2d, lr_input, sr_output, zero_init
+from model.registry import register_generator
 
 # WN directions start glorot-uniform, like krasserm's tfa WeightNormalization(Conv2D) with data_init=False
 # (g = ||v||, so without data-dependent init the model starts exactly as krasserm's did; with it, v's scale
@@ -14,12 +14,14 @@ from model.layers import Normalize, PixelShuffle, Scale, conv2d, lr_input, sr_ou
 WN_KERNEL_INIT = {"kernel_initializer": "glorot_uniform"}
 
 
+@register_generator("wdsr-a", scales=(2, 3, 4))
 def wdsr_a(scale, num_filters=32, num_res_blocks=8, res_expansion=4, res_scaling=None, weightnorm=True,
            pred_logvar=False):
     """WDSR-A: wide-activation block conv3x3(F*r) -> ReLU -> conv3x3(F). See `wdsr`."""
     return wdsr(scale, num_filters, num_res_blocks, res_expansion, res_scaling, weightnorm, pred_logvar, "a")
 
 
+@register_generator("wdsr-b", scales=(2, 3, 4))
 def wdsr_b(scale, num_filters=32, num_res_blocks=8, res_expansion=6, res_scaling=None, weightnorm=True,
            pred_logvar=False):
     """WDSR-B: conv1x1(F*r) -> ReLU -> conv1x1(int(0.8F)) -> conv3x3(F). See `wdsr`."""
