@@ -89,6 +89,19 @@ PROFILES = {
         "model": {"num_filters": 8, "num_res_blocks": 1, "growth_channels": 4, "pred_logvar": False},
         "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "lr_patch": 16},
     },
+    # SRVGGNetCompact (Real-ESRGAN's compact model at realesr-general-x4v3's size: 64 features, num_conv 32 =
+    # num_res_blocks; realesr-animevideov3 is --num-res-blocks 16) and BasicSR's MSRResNet (train_MSRResNet_x4.yml:
+    # L1, Adam 2e-4, 32px LR patches): L1 pre-training like rrdbnet.
+    "srvgg-compact": {
+        "arch": "srvgg-compact",
+        "model": {"num_filters": 64, "num_res_blocks": 32, "pred_logvar": False},
+        "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "ema": True, "lr_patch": 64},
+    },
+    "msrresnet": {
+        "arch": "msrresnet",
+        "model": {"num_filters": 64, "num_res_blocks": 16, "pred_logvar": False},
+        "train": {**_TRAIN, "loss": "mae", "learning_rate": 2e-4, "lr_patch": 32},
+    },
     # Real-ESRNet / Real-ESRGAN / A-ESRGAN (training/gan.py; values from the sources' configs, batch = per GPU
     # of their 4): x4 RRDBNet on 256px GT crops of 400px HR patches degraded on the fly (realesrgan_crop), L1
     # (+ perceptual + GAN) against the unsharp-masked GT, Adam (0.9, 0.99) eps 1e-8, EMA 0.999. Start from
