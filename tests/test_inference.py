@@ -385,3 +385,13 @@ def test_bench_and_demo_tiles_equal_untiled_by_default(tiny_net, monkeypatch):
         assert demo.main(["-i", str(root / "lr"), "-o", str(root / out), "--model", tiny_net["path"], *extra]) == 0
     demo_full, demo_tiled = (read_image(str(root / out / "a.png")).astype(int) for out in ("full", "tiled"))
     assert np.abs(demo_full - full).max() <= 1 and np.abs(demo_tiled - demo_full).max() <= 1
+
+
+def test_images_of_one_size_share_the_compiled_tiles():
+    """XLA (jit=True): one trace per tile shape; a second image of the same size compiles nothing."""
+    model = conv_model(depth=2, filters=4)
+    rng = np.random.default_rng(12)
+    n0 = inference.trace_count(model)
+    for _ in range(2):
+        inference.super_resolve(model, smooth_image(rng, 50, 70), tile=32, tile_overlap=4, jit=True)
+    assert inference._cache(model)["traces"][n0:] == [(3, 29, 29, 3)]  # 2 x 3 tiles of 29x29: 2 calls of 3
