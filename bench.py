@@ -88,7 +88,8 @@ def build_parser():
 def _validate(args):
     """Every option and output checked before any model is loaded or image scored."""
     for root in args.datasets:
-        check_folder(root, "dataset", "pass --dataset DIR (a DIV2K tree, a folder with HR/, or a folder of images)")
+        check_folder(root, "dataset directory", "pass --dataset DIR (a DIV2K tree, a folder with HR/, or a folder of "
+                                                "images)")
     if args.input == "as-is":
         if args.indir or args.bicubic:
             raise UserError("--input as-is scores the images as they are; drop -i and --bicubic")

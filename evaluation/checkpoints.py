@@ -2,20 +2,18 @@
 import glob
 import os
 import re
-import zipfile
 
 from utils import UserError
-
-CHECKPOINT_EXTENSIONS = (".keras", ".h5")  # what a directory search picks up
-MODEL_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5", ".pth", ".pt", ".safetensors")  # what -i FILE may name
 
 
 def is_model_file(name):
     """An SR model checkpoint by its path: not a train.py resume state, a hidden or temporary file, nor a GAN
     run's discriminator (models/discriminator/epoch-NNN.keras)."""
+    from model.io import CHECKPOINT_EXTS  # what a directory search picks up
+
     base = os.path.basename(name)
     parts = os.path.normpath(os.path.dirname(name)).split(os.sep)
-    return (base.lower().endswith(CHECKPOINT_EXTENSIONS) and not base.startswith((".", "resume"))
+    return (base.lower().endswith(CHECKPOINT_EXTS) and not base.startswith((".", "resume"))
             and "discriminator" not in parts)
 
 
@@ -25,14 +23,16 @@ def find_checkpoints(specs):
     Directories and globs yield .keras/.h5 checkpoints, never train.py's `resume-*` state files nor a GAN run's
     discriminators; a file named explicitly may be any format model.load_model reads.
     """
+    from model.io import MODEL_EXTS  # what -i FILE may name
+
     found = []
     for spec in specs:
         if os.path.isdir(spec):
             paths = [os.path.join(d, f) for d, _, files in os.walk(spec) for f in files]
             paths = [p for p in paths if is_model_file(p)]
         elif os.path.isfile(spec):
-            if not spec.lower().endswith(MODEL_FILE_EXTENSIONS):
-                raise UserError(f"-i {spec} is not a model file (expected one of {', '.join(MODEL_FILE_EXTENSIONS)})")
+            if not spec.lower().endswith(MODEL_EXTS):
+                raise UserError(f"-i {spec} is not a model file (expected one of {', '.join(MODEL_EXTS)})")
             paths = [spec]
         elif glob.has_magic(spec):
             paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p) and is_model_file(p)]
@@ -45,24 +45,23 @@ def find_checkpoints(specs):
 
 
 def check_model_file(path):
-    """Say what is wrong with a model file before handing it to the loader (whose messages can mislead)."""
-    lower = path.lower()
-    if lower.endswith(".keras") and not zipfile.is_zipfile(path):
-        raise UserError(f"{path} is not a Keras model: a .keras file is a zip archive, this one is not "
-                        f"(corrupt, truncated, or another format renamed)")
-    if lower.endswith((".h5", ".hdf5")):
-        with open(path, "rb") as f:
-            if f.read(8) != b"\x89HDF\r\n\x1a\n":
-                raise UserError(f"{path} is not an HDF5 file (no HDF5 signature); a .h5 model or weights file "
-                                f"must be HDF5")
+    """Say in one line what is wrong with a model file before any work (model.io: format, signature, and the
+    kind a saved model's config names: "... is a discriminator, not a super-resolution model")."""
+    from model import io
+
+    _, config = io.check_file(path)
+    if config is not None:
+        io.check_kind(path, io._config_kind(config), "generator")
 
 
 def load_checkpoint(path):
-    """An SR model from any file model.load_model reads, or a one-line UserError naming the file."""
+    """An SR model from any file model.load_model reads, or a one-line UserError naming the file (a krasserm .h5
+    is matched to its network through profiles.PROFILES by its name)."""
     check_model_file(path)
     import model as model_lib
+    import profiles
 
-    return model_lib.load_model(path, compile=False)
+    return model_lib.load_model(path, compile=False, kind="generator", profiles=profiles.PROFILES)
 
 
 def loss_mode_for(model, path, override=None):
