@@ -39,7 +39,6 @@ import json, os, sys
 import numpy as np
 import keras
 root, discriminator, run_dir, mode, sample = sys.argv[1:6]
-sys.path.insert(0, root)
 import data, model
 from degradations import RealESRGANTransform
 from losses.perceptual import LAYER_WEIGHTS, PerceptualLoss
@@ -255,7 +254,7 @@ def test_one_generator_forward_and_d_sees_the_pre_update_sr():
         sr0 = keras.ops.convert_to_numpy(g(batch["lr"]))
         d0 = [keras.ops.convert_to_numpy(w).copy() for w in d.weights]
         calls.clear()
-        logs = make_train_step(task)(batch)
+        logs = make_train_step(task, eager_steps=0)(batch)  # the graph (the eager first steps: one call too)
         n_calls = len(calls)
         dw = [keras.ops.convert_to_numpy(w) - w0 for w, w0 in zip(d.weights, d0)]
         return logs, n_calls, dw, sr0, g
@@ -269,3 +268,42 @@ def test_one_generator_forward_and_d_sees_the_pre_update_sr():
     assert max(np.abs(a).max() for a in dw) > 1e-4
     for a, b in zip(dw, dw_frozen):
         np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+def test_first_tensorflow_steps_run_eagerly_and_match_the_graph():
+    """TensorFlow: the first EAGER_STEPS steps run eagerly while the graph is traced beside them; the choice follows
+    the optimizer's iteration count (a resumed run makes the same one), and both ways compute the same step."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow only")
+    import tensorflow as tf
+
+    import model
+    from optimizer import make_optimizer
+    from training.backend import make_train_step
+    from training.task import PixelTask
+
+    rng = np.random.default_rng(2)
+    batches = [{"lr": rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32),
+                "hr": rng.uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)} for _ in range(3)]
+
+    def run(eager_steps):
+        keras.utils.set_random_seed(0)
+        g = model.build_model("edsr", 2, num_filters=8, num_res_blocks=1)
+        calls = []
+        call = g.call
+        g.call = lambda *a, **k: calls.append(tf.executing_eagerly()) or call(*a, **k)
+        task = PixelTask(g, make_optimizer("adam", learning_rate=1e-3), keras.losses.MeanAbsoluteError())
+        task.build(batches[0])
+        step = make_train_step(task, eager_steps=eager_steps)
+        losses = [float(step(b)["loss"]) for b in batches]
+        return losses, [keras.ops.convert_to_numpy(w) for w in g.weights], calls, step
+
+    eager_losses, eager_weights, calls, step = run(2)
+    graph_losses, graph_weights, _, _ = run(0)
+    np.testing.assert_allclose(eager_losses, graph_losses, rtol=1e-5)
+    for a, b in zip(eager_weights, graph_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert calls.count(True) == 2  # two eager forwards; the graph traced once (beside them), then ran step 3
+    assert step.graph.experimental_get_tracing_count() == 1

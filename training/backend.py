@@ -6,7 +6,9 @@ and leaves all variables updated in place, so a checkpoint can be written after 
 values to the later ones (`task.phase_losses`'s handoff, e.g. a GAN's SR): they are computed before that
 phase's optimizer update and reach the later phases with the gradient stopped (BasicSR's `output.detach()`).
 
-- TensorFlow: `tf.GradientTape` inside one `tf.function` (XLA with jit_compile=True).
+- TensorFlow: `tf.GradientTape` inside one `tf.function` (XLA with jit_compile=True). The first EAGER_STEPS
+  optimizer steps of a run (by the optimizer's iteration count, so a resumed run makes the same choice) run
+  eagerly while the function is traced on a background thread: the first step no longer waits for the trace.
 - JAX: a pure function of (network values, optimizer values, batch) under `keras.StatelessScope`,
   `jax.value_and_grad(has_aux=True)` per phase (the handoff rides in the aux), `optimizer.stateless_apply`;
   jitted; the state is threaded from phase to phase, then written back to the variables.
@@ -16,17 +18,24 @@ Logged names: "loss" (the phase total; "<phase>_loss" with several phases) plus 
 `grad_transform(phase, grads) -> grads` (optional) runs on the gradients inside the step, before the
 optimizer: the hook for gradient all-reduce or clipping (training/distribute.py).
 """
+import threading
+
 import keras
+
+# TensorFlow: optimizer steps run eagerly (while the graph is traced beside them). Measured on the full
+# realesrgan-x4 step (docs/aesrgan.md): trace + first graph run ~48 CPU-s, an eager step ~7.5, a graph step ~3.
+EAGER_STEPS = 2
 
 
 def loss_key(task, phase):
     return "loss" if len(task.phases) == 1 else f"{phase}_loss"
 
 
-def make_train_step(task, jit_compile=False, grad_transform=None):
+def make_train_step(task, jit_compile=False, grad_transform=None, eager_steps=None):
+    """eager_steps (TensorFlow): how many first optimizer steps run eagerly (None: EAGER_STEPS)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_step(task, jit_compile, grad_transform)
+        return _tensorflow_step(task, jit_compile, grad_transform, EAGER_STEPS if eager_steps is None else eager_steps)
     if backend == "jax":
         return _jax_step(task, jit_compile, grad_transform)
     if backend == "torch":
@@ -34,7 +43,7 @@ def make_train_step(task, jit_compile=False, grad_transform=None):
     raise RuntimeError(f"training is not supported on the {backend} backend")
 
 
-def _tensorflow_step(task, jit_compile, grad_transform):
+def _tensorflow_step(task, jit_compile, grad_transform, eager_steps):
     import tensorflow as tf
 
     def step(batch):
@@ -55,7 +64,35 @@ def _tensorflow_step(task, jit_compile, grad_transform):
             logs.update(terms)
         return logs
 
-    return tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+    graph = tf.function(step, jit_compile=bool(jit_compile), reduce_retracing=True)
+    if not eager_steps:
+        return graph
+    iterations = task.optimizers[task.phases[0]].iterations
+    trace = {}
+
+    def background(spec):
+        try:
+            graph.get_concrete_function(spec)
+        except BaseException as e:  # re-raised by the step that needs the graph
+            trace["error"] = e
+
+    def first_steps_eager(batch):
+        if not tf.executing_eagerly():  # called inside a caller's tf.function (tf.distribute): part of its graph
+            return step(batch)
+        if int(keras.ops.convert_to_numpy(iterations.value)) >= eager_steps:
+            if "thread" in trace:
+                trace.pop("thread").join()
+                if "error" in trace:
+                    raise trace.pop("error")
+            return graph(batch)
+        if "thread" not in trace:
+            spec = {k: tf.TensorSpec(tuple(v.shape), tf.as_dtype(v.dtype)) for k, v in batch.items()}
+            trace["thread"] = threading.Thread(target=background, args=(spec,), daemon=True, name="trace-train-step")
+            trace["thread"].start()
+        return step(batch)
+
+    first_steps_eager.graph = graph
+    return first_steps_eager
 
 
 def _unique_variables(task):
