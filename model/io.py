@@ -75,7 +75,7 @@ def _h5_config(path):
     return json.loads(config.decode() if isinstance(config, bytes) else config)
 
 
-def _config_kind(config):
+def config_kind(config):
     """"generator" / "discriminator" of a saved model's config (the class, else its layers for older files)."""
     name = config.get("class_name") if isinstance(config, dict) else None
     if name == "Discriminator":
@@ -103,19 +103,19 @@ def check_kind(path, found, kind):
         raise UserError(f"{path} is {KINDS[found]}, not {KINDS[kind]}")
 
 
-def check_file(path, label="model file"):
-    """(format, config or None): the file exists, has a known extension and is what its extension says."""
+def check_file(path, label="model file", kind=None):
+    """(format, saved config or None), before any model is built: the file exists, has a known extension, is what
+    its extension says, and (`kind` given, the config known) is that kind of model."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UserError(f"{label} {path} not found")
     fmt = file_format(path)
     if fmt is None:
         raise UserError(f"{path}: unknown model file type; expected {', '.join(MODEL_EXTS)}")
-    if fmt == "keras":
-        return fmt, _keras_config(path)
-    if fmt == "h5":
-        return fmt, _h5_config(path)
-    return fmt, None
+    config = _keras_config(path) if fmt == "keras" else _h5_config(path) if fmt == "h5" else None
+    if config is not None:
+        check_kind(path, config_kind(config), kind)
+    return fmt, config
 
 
 def _keras_load(path, compile, custom_objects):
@@ -142,9 +142,8 @@ def load_model(path, compile=False, kind="generator", scale=None, profile=None, 
     and file names are looked up in; model/ itself knows no profile.
     """
     path = os.fspath(path)
-    fmt, config = check_file(path)
+    fmt, config = check_file(path, kind=kind)
     if config is not None:
-        check_kind(path, _config_kind(config), kind)
         model = _keras_load(path, compile, custom_objects)
         check_kind(path, model_kind(model), kind)
         return model
