@@ -392,18 +392,18 @@ def test_bad_options_fail_before_any_work(tiny_div2k, benchmark_set, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_discriminator_checkpoint_is_one_line_exit_2(repo_root, tiny_div2k, tmp_path):
+def test_discriminator_checkpoint_is_one_line_exit_2(tiny_div2k, tmp_path, capsys):
     """Issue 18: a GAN run's discriminator given to bench is named for what it is, before any image is scored."""
     import model as model_lib
+    from utils import run_cli
 
     path = tmp_path / "epoch-001.keras"
     model_lib.build_discriminator("unet-sn", num_feat=4).save(path)
-    proc = subprocess.run([sys.executable, "bench.py", "--dataset", str(tiny_div2k), "-i", str(path), "-o",
-                           str(tmp_path / "b.json"), "--no-progress"], cwd=repo_root, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 2
-    err = proc.stderr.strip().splitlines()
-    assert err == [f"error: {path} is a discriminator, not a super-resolution model"], err
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(bench.main, ["--dataset", str(tiny_div2k), "-i", str(path), "-o", str(tmp_path / "b.json"),
+                             "--no-progress"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {path} is a discriminator, not a super-resolution model"]
     assert not (tmp_path / "b.json").exists()
 
 
