@@ -104,7 +104,8 @@ def _write_onnx(model, path, half):
 def _shape_arithmetic(graph):
     """Names of the nodes that compute sizes from `Shape` outputs (and constants): tf2onnx routes some of that
     integer arithmetic through float ops (Max), whose int32 sentinels overflow float16, so they stay float32."""
-    constants = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     sizes, names = set(), []
     for node in graph.node:  # ONNX graphs are topologically sorted
         inputs = [i for i in node.input if i]

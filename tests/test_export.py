@@ -99,7 +99,7 @@ def _litert_run(path):
     return entry, run
 
 
-def test_litert_within_1_grey_level(tiny, capsys):
+def test_litert_within_1_grey_level(tiny):
     pytest.importorskip("ai_edge_litert")
     arch, scale, m, src, folder = tiny
     out = folder / "m.tflite"

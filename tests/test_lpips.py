@@ -108,7 +108,8 @@ def _random_alexnet_file(path):
         if layer[0] == "conv":
             _, index, filters, kernel, _, _ = layer
             std = (2 / (fan_in * kernel * kernel)) ** 0.5  # He init keeps the features from vanishing
-            tensors[f"features.{index}.weight"] = rng.normal(0, std, (filters, fan_in, kernel, kernel)).astype(np.float32)
+            shape = (filters, fan_in, kernel, kernel)
+            tensors[f"features.{index}.weight"] = rng.normal(0, std, shape).astype(np.float32)
             tensors[f"features.{index}.bias"] = rng.normal(0, 0.01, filters).astype(np.float32)
             fan_in = filters
     safetensors.save_file(tensors, str(path))
