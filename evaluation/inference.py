@@ -436,8 +436,8 @@ def tile_overlap_for(model, tile, overlap=None):
     if tile not in warned:
         warned.add(tile)
         warn(f"tile {tile} leaves room for {fitted} LR px of overlap, less than the {needed} this model's receptive "
-             f"field needs: expect seams at tile edges (differences from the untiled output above 1 grey level; tens "
-             f"for Real-ESRGAN x4plus at tile 84); use tile {4 * needed} or more for a seamless result")
+             f"field needs: expect seams at tile edges (differences from the untiled output that may exceed 1 grey "
+             f"level: 35 for Real-ESRGAN x4plus at tile 84); use tile {4 * needed} or more for a seamless result")
     return fitted
 
 
