@@ -31,7 +31,8 @@ LOGVAR_UNIT = 127.5
 DEFAULT_BUCKET = 32
 
 # model -> {"scale": int, "radius": float, "graph"/"jit"/"eager": fn, "traces": [shapes], "warned_tiles": {tile}}.
-# The values must never reference the model strongly: a WeakKeyDictionary entry whose value holds its key is never freed.
+# The values must never reference the model strongly: a WeakKeyDictionary entry whose value holds its key is
+# never freed.
 _CACHE = weakref.WeakKeyDictionary()
 
 
