@@ -37,9 +37,11 @@ COMMANDS = {
     "weights": ("published weights -> .keras: krasserm .h5, Real-ESRGAN / ESRGAN RRDBNet .pth / .safetensors",
                 {"input": "weights file (.h5 / .pth / .pt / .safetensors)", "output": "MODEL.keras",
                  "profile": None, "scale": "model scale (default: from the file; krasserm .h5: its name)"}),
-    "export": ("a model (any format model.load_model reads) -> ONNX (-o X.onnx) or a TF SavedModel (-o DIR)",
-               {"input": "model file", "output": "X.onnx, or a folder name for a TF SavedModel", "profile": None,
-                "scale": "model scale (default: from the file)"}),
+    "export": ("a model (any format model.load_model reads) -> ONNX, LiteRT, PyTorch or a TF SavedModel, by -o's "
+               "suffix; each file is run and compared with Keras before it is written (model/export.py)",
+               {"input": "model file", "output": "X.onnx, X.tflite, X.pth / X.safetensors, or a folder name for a "
+                "TF SavedModel", "profile": None, "scale": "model scale (default: from the file)", "half": None,
+                "input_size": None}),
 }
 OPTIONS = {
     "input": (("-i", "--input"), {}),
@@ -53,6 +55,10 @@ OPTIONS = {
     "overwrite": (("--overwrite",), dict(action="store_true", help="redo outputs that already exist (default: "
                                                                    "skip them, so an interrupted run resumes)")),
     "seed": (("--seed",), dict(type=int, default=0, help="random seed of the degradations (default 0)")),
+    "half": (("--half",), dict(action="store_true", help="ONNX with fp16 weights and compute (float32 input/output)")),
+    "input_size": (("--input-size",), dict(type=int, nargs=2, metavar=("H", "W"),
+                                           help="LiteRT: a fixed LR input size, for models whose dynamic-size "
+                                                "conversion fails (default: dynamic height and width)")),
 }
 
 
@@ -165,8 +171,8 @@ def main(argv=None):
 
         if not out:
             raise UserError("export needs -o MODEL.onnx, or -o DIR for a TF SavedModel")
-        check_export_path(out)  # before the load
-        print(export_model(load_model_file(args), out), file=sys.stderr)
+        check_export_path(out, args.half, args.input_size)  # before the load
+        print(export_model(load_model_file(args), out, args.half, args.input_size), file=sys.stderr)
     return 0
 
 
