@@ -300,3 +300,18 @@ def test_export_refuses_what_has_no_reference_layout(tmp_path):
     with pytest.raises(UserError, match="a PyTorch export is written as"):
         write_torch(model.build_model("edsr", 2, num_filters=8, num_res_blocks=1), tmp_path / "e.onnx")
     assert not os.listdir(tmp_path)
+
+
+def test_released_x4plus_exports_back_bit_identical(shared_dir, tmp_path):
+    """RealESRGAN_x4plus.pth -> Keras (no options) -> .pth: the same keys in the same order, the same tensors."""
+    from model.convert.torch_pickle import read_state_dict
+
+    source = shared_dir / "weights" / "realesrgan-x4plus" / "RealESRGAN_x4plus.pth"
+    if not source.is_file():
+        pytest.skip(f"{source} not present")
+    m = model.load_model(source)
+    assert (m.arch, m.scale, m.params["num_res_blocks"], m.params["growth_channels"]) == ("rrdbnet", 4, 23, 32)
+    write_torch(m, tmp_path / "back.pth")
+    original, back = read_state_dict(source), read_state_dict(tmp_path / "back.pth")
+    assert list(back) == list(original)
+    assert all(np.array_equal(back[k], original[k]) for k in original)
