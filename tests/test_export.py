@@ -69,12 +69,13 @@ def test_onnx_fp32_within_1_grey_level(tiny, capsys):
     assert diff <= 1.0 and diff < 0.05, diff  # the limit, and what fp32 really gives
 
 
-def test_onnx_fp16_within_2_grey_levels(tiny):
+def test_onnx_fp16_within_2_grey_levels(tiny, capsys):
     import onnx
 
     arch, scale, m, src, folder = tiny
     out = folder / "m16.onnx"
-    assert "fp16 weights and compute" in export.export_model(m, out, half=True)  # convert.py export --half
+    convert.main(["export", "-i", str(src), "-o", str(out), "--half"])
+    assert "fp16 weights and compute" in capsys.readouterr().err
     graph = onnx.load(str(out)).graph
     weights = [t for t in graph.initializer if len(t.dims) == 4]  # conv kernels
     assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
