@@ -255,7 +255,6 @@ SN_SCRIPT = r"""
 import json, sys
 import numpy as np
 import keras
-sys.path.insert(0, sys.argv[1])
 import model
 from model.discriminator_layers import SpectralConv2D
 keras.utils.set_random_seed(0)

@@ -11,7 +11,7 @@ from profiles import PROFILES
 from utils import UserError
 
 torch = pytest.importorskip("torch")
-from benchmarks import torch_rrdbnet  # noqa: E402
+from testing import torch_rrdbnet  # noqa: E402
 
 TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
 
@@ -110,7 +110,7 @@ def test_mismatch_names_first_key(tmp_path):
 
 
 # Per-image PSNR-Y (shave 4, output round(clip(sr))) of Real-ESRGAN x4plus on Set5 x4, computed with PyTorch
-# (benchmarks/torch_rrdbnet.py on the same .pth); their mean is 26.6332, the figure an independent PyTorch run gives.
+# (testing/torch_rrdbnet.py on the same .pth); their mean is 26.6332, the figure an independent PyTorch run gives.
 TORCH_SET5_PSNR_Y = {"baby": 25.9007, "bird": 28.8584, "butterfly": 22.4354, "head": 29.6369, "woman": 26.3349}
 
 
@@ -143,7 +143,6 @@ BACKEND_SCRIPT = r"""
 import sys
 import numpy as np
 import keras
-sys.path.insert(0, sys.argv[1])
 import model
 m = keras.models.load_model(sys.argv[2])
 x = np.load(sys.argv[3])

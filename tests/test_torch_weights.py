@@ -142,7 +142,6 @@ def test_real_esrgan_file_reads_without_torch(shared_dir, repo_root):
     path = shared_dir / "weights" / "realesrgan-x4plus" / "RealESRGAN_x4plus.pth"
     script = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-        "sys.path.insert(0, sys.argv[1])\n"
         "import utils\n"
         "import importlib.util as u\n"
         "spec = u.spec_from_file_location('tw', sys.argv[1] + '/model/convert/torch_pickle.py'); tw = u.module_from_spec(spec)\n"
