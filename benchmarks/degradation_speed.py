@@ -3,10 +3,14 @@
     python benchmarks/degradation_speed.py                 # 1 worker, then all cores as threads and processes
     python benchmarks/degradation_speed.py --image photo.png --pairs 200 --repeats 5
     python benchmarks/degradation_speed.py --ops           # also time each operation, OpenCV vs numpy/scipy/Pillow
+    python benchmarks/degradation_speed.py --reference     # also the reference pipeline (realesrgan + basicsr, CPU)
 
 Each pair is one call of `RealESRGANTransform(crop=True)(hr, rng)` (Real-ESRGAN's recipe: 400 crop, degrade,
 paired crop GT 256 / LQ 64) on a 400+ px source image (default: scikit-image's
-512x512 astronaut), with a per-sample generator keyed by (seed, epoch, index), the sharpened GT included.
+512x512 astronaut), with a per-sample generator keyed by (seed, epoch, index), the sharpened GT included, with
+the preset's defaults (the sharpened GT degraded, DiffJPEG). --reference times the reference pipeline on the same
+image: RealESRGANDataset.__getitem__ (kernels, flip, 400 crop) + RealESRGANModel.feed_data on the CPU
+(torch.set_num_threads(1): CPU time per pair = per core), at batch 1 and 12 (without the pool, which only copies).
 The machine may be shared: medians over repeats; CPU time per pair (one worker) is printed too, as it is
 less disturbed by other jobs than wall time. OpenCV's own thread pool is set to 1 thread
 (cv2.setNumThreads(1)) so that it does not fight the workers.
@@ -30,12 +34,13 @@ def sample_rng(seed, epoch, index):
     return np.random.Generator(np.random.Philox(key=[seed & 0xFFFFFFFFFFFFFFFF, ((epoch & 0xFFFFFFFF) << 32) | (index & 0xFFFFFFFF)]))
 
 
-def _init(hr, usm, loader_crops=False):
+def _init(hr, usm, loader_crops=False, config=None):
     import degradations
 
     _STATE["hr"] = hr
     _STATE["loader_crops"] = loader_crops
-    _STATE["t"] = degradations.RealESRGANTransform(config={"usm": usm}, crop=not loader_crops, cv2_threads=1)
+    _STATE["t"] = degradations.RealESRGANTransform(config=dict(config or {}, usm=usm), crop=not loader_crops,
+                                                   cv2_threads=1)
 
 
 def _one(index):
@@ -145,6 +150,32 @@ def time_ops(hr, repeats):
         print(f"{name:32s} {cpu_ms(ours):8.2f} {cpu_ms(alt):12.2f}")
 
 
+def time_reference(hr, repeats, batches=(1, 12)):
+    """{batch size: (CPU ms per pair, wall ms per pair)} of the reference pipeline (medians), or None."""
+    import tempfile
+
+    import torch
+
+    from testing import degradation_stats as S
+
+    torch.set_num_threads(1)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = S.reference_pipeline(tmp, S.write_crops(tmp, [hr]))
+        if ref is None:
+            return None
+        S.reference_batch(*ref, [0])  # warm up
+        for b in batches:
+            cpu, wall = [], []
+            for _ in range(repeats):
+                c0, t0 = time.process_time(), time.perf_counter()
+                S.reference_batch(*ref, [0] * b)
+                cpu.append((time.process_time() - c0) / b * 1e3)
+                wall.append((time.perf_counter() - t0) / b * 1e3)
+            out[b] = (statistics.median(cpu), statistics.median(wall))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--image", help="source HR image (default: scikit-image's astronaut, 512x512)")
@@ -156,13 +187,20 @@ def main(argv=None):
                    help="time the default transform on random 256 crops (what data.HRPatches --lr-patch 64 gives) "
                         "instead of Real-ESRGAN's 400 crop + paired crop")
     p.add_argument("--ops", action="store_true", help="also time each operation against numpy / scipy / Pillow")
+    p.add_argument("--reference", action="store_true",
+                   help="also time the reference pipeline (realesrgan + basicsr on the CPU, 1 thread) on the same image")
+    p.add_argument("--no-parallel", action="store_true", help="skip the thread / process pool runs")
+    p.add_argument("--config", default="{}", help="degradation options as JSON, e.g. '{\"jpeg_impl\": \"libjpeg\"}'")
     args = p.parse_args(argv)
 
     import cv2
 
     cv2.setNumThreads(1)
+    import json
+
     hr = load_image(args.image)
-    _init(hr, not args.no_usm, args.loader_crops)
+    config = json.loads(args.config)
+    _init(hr, not args.no_usm, args.loader_crops, config)
     for i in range(20):  # warm up: Poisson tables, OpenCV's code paths
         _one(10_000 + i)
     how = "256 loader crops degraded whole" if args.loader_crops else "400 crop -> paired crop"
@@ -174,13 +212,22 @@ def main(argv=None):
     rate1 = statistics.median(s[0] for s in serial)
     cpu1 = statistics.median(s[1] for s in serial) * 1e3
     print(f"1 worker:                 {rate1:7.1f} pairs/s   ({cpu1:.1f} ms CPU per pair = {1000 / cpu1:.1f} pairs/s per core)")
+    if args.reference:
+        ref = time_reference(hr, max(1, min(args.repeats, 3)))
+        if ref is None:
+            print("reference: not installed (pip install -r requirements-reference.txt)")
+        for b, (cpu, wall) in (ref or {}).items():
+            print(f"reference, batch {b:2d}:     {1000 / wall:7.1f} pairs/s   ({cpu:.1f} ms CPU per pair = "
+                  f"{1000 / cpu:.2f} pairs/s per core; ours is {cpu / cpu1:.0f}x faster per core)")
     w = max(1, args.workers)
+    if args.no_parallel:
+        return 0
     with ThreadPoolExecutor(w) as pool:
         list(pool.map(_one, range(20_000, 20_000 + 2 * w)))
         rates = [run_threads(pool, args.pairs, r * args.pairs) for r in range(args.repeats)]
     print(f"{w} workers, threads:      {statistics.median(rates):7.1f} pairs/s")
     ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-    with ctx.Pool(w, initializer=_init, initargs=(hr, not args.no_usm, args.loader_crops)) as pool:
+    with ctx.Pool(w, initializer=_init, initargs=(hr, not args.no_usm, args.loader_crops, config)) as pool:
         list(pool.imap_unordered(_chunk, [[30_000 + i] for i in range(2 * w)]))
         rates = [run_processes(pool, args.pairs, r * args.pairs, w) for r in range(args.repeats)]
     print(f"{w} workers, processes:    {statistics.median(rates):7.1f} pairs/s   (results pickled back, as a loader would)")

@@ -2,13 +2,16 @@
 
     python benchmarks/degradation_stats.py                      # Set14 + B100 400x400 crops, 2 draws each
     python benchmarks/degradation_stats.py --draws 1 --limit 40 --variants
+    python benchmarks/degradation_stats.py --paired --limit 40     # the reference driven by the same draws
 
 For each source of (LQ, GT) pairs: the median Laplacian-variance ratio (LQ / GT bicubic-downscaled to the LQ
 size) and the median chroma share of the LQ's high-frequency residual (definitions: testing/degradation_stats.py),
 each as a ratio to the reference's, with the two-sample KS statistic and p-value. Sources: the reference
 (RealESRGANDataset + RealESRGANModel.feed_data on the CPU), the training transform (Real-ESRGAN's recipe,
 crop=True) and `convert.py degrade` (whole crops). --variants adds the training transform with each reference
-choice undone (plain GT, libjpeg, both) to measure what each one changes.
+choice undone (plain GT, libjpeg, both) to measure what each one changes. --paired runs the reference code
+with the project's drawn choices instead of its own draws (testing.degradation_stats.paired_pairs): the same
+degradations on both sides, so few pairs measure the implementation difference precisely.
 """
 import argparse
 import os
@@ -21,6 +24,31 @@ import numpy as np
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
 
 
+def paired(crops, args):
+    from degradations.dataset import image_rng
+    from degradations.pipeline import WHOLE_IMAGE
+    from testing import degradation_stats as S
+
+    square = [c for c in crops if c.shape[0] == c.shape[1]]
+    runs = [("training transform", crops, {}, None),
+            ("  plain GT + libjpeg (before)", crops, {"degrade_usm": False, "jpeg_impl": "libjpeg"}, None),
+            ("  plain GT (degrade_usm false)", crops, {"degrade_usm": False}, None),
+            ("  libjpeg (jpeg_impl libjpeg)", crops, {"jpeg_impl": "libjpeg"}, None),
+            (f"convert.py degrade ({len(square)} square crops)", square, WHOLE_IMAGE,
+             lambda d, k: image_rng(args.seed + d, f"{k:04d}", 4))]
+    print(f"\npaired (same draws on both sides): median of ours / median of the reference's, per statistic")
+    print(f"{'source':40s} {'lap ratio':>10s} {'ref':>8s} {'/ ref':>7s}   {'chroma':>8s} {'ref':>8s} {'/ ref':>7s}")
+    for name, cs, over, rng_fn in runs:
+        ours, ref = S.paired_pairs(cs, args.draws, args.seed, over, rng_fn)
+        a, b = S.stats(ours), S.stats(ref)
+        row = f"{name:40s}"
+        for key in ("laplacian_ratio", "chroma_share"):
+            ma, mb = np.median(a[key]), np.median(b[key])
+            row += f" {ma:10.4f} {mb:8.4f} {ma / mb:7.3f}  "
+        print(row, flush=True)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", nargs="+", default=["Set14", "B100"], help="folders under ../shared/datasets (HR/)")
@@ -28,6 +56,8 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, help="use only the first N crops")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and of both pipelines (default 0)")
     p.add_argument("--variants", action="store_true", help="also the training transform without USM / with libjpeg")
+    p.add_argument("--paired", action="store_true", help="the reference driven by the project's draws (see above)")
+    p.add_argument("--save", help="write every per-pair figure to this .npz (for bootstrap intervals)")
     args = p.parse_args(argv)
     from scipy import stats as sps
 
@@ -39,6 +69,8 @@ def main(argv=None):
         sys.exit(f"error: missing {', '.join(missing)} (the ../shared datasets)")
     crops = S.gt_crops(folders, seed=args.seed, limit=args.limit)
     print(f"{len(crops)} GT crops (400x400 or the whole side) from {', '.join(args.datasets)}, {args.draws} draws each")
+    if args.paired:
+        return paired(crops, args)
     sources = {}
     t0 = time.perf_counter()
     ref = S.reference_pairs(crops, args.draws, args.seed)
@@ -54,6 +86,8 @@ def main(argv=None):
                            ("  plain GT + libjpeg (before)", {"degrade_usm": False, "jpeg_impl": "libjpeg"})):
             sources[name] = S.training_pairs(crops, args.draws, args.seed, over)
     results = {name: S.stats(pairs) for name, pairs in sources.items()}
+    if args.save:
+        np.savez(args.save, **{f"{name.strip()}|{key}": v for name, r in results.items() for key, v in r.items()})
     base = results["reference (feed_data)"]
     print(f"\n{'source':34s} {'lap ratio':>10s} {'/ ref':>7s} {'KS p':>8s}   {'chroma':>8s} {'/ ref':>7s} {'KS p':>8s}")
     for name, r in results.items():

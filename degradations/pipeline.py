@@ -366,16 +366,46 @@ def filter2d(img, kernel):
 _INTER = None
 
 
+def _windows(n_in, n_out):
+    """[start, end) of each output pixel's input window: floor(i n_in / n_out), ceil((i + 1) n_in / n_out)."""
+    i = np.arange(n_out, dtype=np.int64)
+    return (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+
+
+def area_resize(img, h, w):
+    """PyTorch's "area" interpolation (adaptive average pooling): each output pixel is the mean of its input
+    window (see `_windows`; windows overlap for fractional factors, and upscaling repeats or pairs pixels).
+    OpenCV's INTER_AREA is the same for integer downscales only (exact fractional areas otherwise, bilinear
+    when upscaling, both sharper), so other factors go through an integral image."""
+    cv2 = _cv2()
+    ih, iw = img.shape[:2]
+    if ih % h == 0 and iw % w == 0:
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    integral = cv2.integral(img, sdepth=cv2.CV_64F)  # (ih + 1) x (iw + 1) x C running sums
+    if integral.ndim == 2:
+        integral = integral[:, :, None]
+    ys, ye = _windows(ih, h)
+    xs, xe = _windows(iw, w)
+    top, bottom = integral[ys], integral[ye]
+    sums = bottom[:, xe] - bottom[:, xs] - top[:, xe] + top[:, xs]
+    area = ((ye - ys)[:, None] * (xe - xs)[None, :]).astype(np.float64)
+    return (sums / area[:, :, None]).astype(np.float32)
+
+
 def resize(img, size_hw, mode):
-    """Resize to (h, w) with area / bilinear / bicubic (OpenCV INTER_AREA / INTER_LINEAR / INTER_CUBIC)."""
+    """Resize to (h, w) as torch.nn.functional.interpolate (align_corners False, no antialiasing) does in
+    Real-ESRGAN: "area" = `area_resize`; bilinear / bicubic = OpenCV INTER_LINEAR / INTER_CUBIC (the same values)."""
     global _INTER
     cv2 = _cv2()
     if _INTER is None:
-        _INTER = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+        _INTER = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
     h, w = max(1, int(size_hw[0])), max(1, int(size_hw[1]))
     if (h, w) == img.shape[:2]:
         return img
-    out = cv2.resize(img, (w, h), interpolation=_INTER[mode])
+    if mode == "area":
+        out = area_resize(img, h, w)
+    else:
+        out = cv2.resize(img, (w, h), interpolation=_INTER[mode])
     return out if out.ndim == 3 else out[:, :, None]
 
 

@@ -572,3 +572,18 @@ def test_pool_matches_realesrgan_dequeue_and_enqueue():
 
     assert stats.ks_2samp(d_ours[d_ours > 0], d_ref[d_ref > 0]).pvalue > 0.01
     assert abs(d_ours[d_ours > 0].mean() - d_ref[d_ref > 0].mean()) < 0.1 * d_ref[d_ref > 0].mean()
+
+
+def test_resize_is_torch_interpolate():
+    # Real-ESRGAN resizes with F.interpolate (area = adaptive average pooling; bilinear / bicubic, align_corners
+    # False, no antialiasing); fractional area factors and upscales differ from OpenCV's INTER_AREA
+    torch = pytest.importorskip("torch")
+    img = P.to_float(photo(120, 150))
+    x = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
+    for mode in P.MODES:
+        for size in ((48, 60), (55, 71), (97, 130), (120, 151), (151, 181), (240, 300)):
+            ref = torch.nn.functional.interpolate(x, size=size, mode=mode)[0].numpy().transpose(1, 2, 0)
+            assert np.abs(P.resize(img, size, mode) - ref).max() < 2e-5, (mode, size)
+    sharper = P.resize(img, (55, 71), "area")
+    opencv = cv2.resize(img, (71, 55), interpolation=cv2.INTER_AREA)
+    assert np.abs(sharper - opencv).max() > 0.05  # the difference this test guards
