@@ -18,6 +18,14 @@ Two parts, each setting in its own worker process (one Keras backend per process
     python benchmarks/inference_speed.py --part options           # TF: eager/graph/predict/XLA/tiles compared
 
 `--part options` is the earlier comparison of ways to call one model on TensorFlow (docs/demo.md).
+
+`--part demo` (docs/inference.md): demo.py's image path (evaluation.upscale.Upscaler) against Real-ESRGAN's
+RealESRGANer (PyTorch, the same x4plus weights, the same tile size, tile_pad 10, pre_pad 0 as its script) and
+ONNX Runtime on this project's ONNX export of the same model (through THE tile routine), on a `--photo`
+(default: a 640x480 crop of Set14 barbara, synthetic when ../shared is absent), full and `--tiles`; each in
+its own worker process with the same threads, warmed up, then timed in interleaved rounds (medians).
+
+    python benchmarks/inference_speed.py --part demo --rounds 3 --tiles 0,256 --json demo_speed.json
 """
 import argparse
 import json
@@ -37,11 +45,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SET5 = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "Set5")
 SET5_LR_X4 = [(128, 128), (72, 72), (64, 64), (70, 70), (57, 86)]  # Set5 LR sizes at x4, for synthetic images
 BACKENDS = ("tensorflow", "jax", "torch")
+X4PLUS = os.path.join(os.path.dirname(ROOT), "shared", "weights", "realesrgan-x4plus", "RealESRGAN_x4plus.pth")
+SET14_BARBARA = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "Set14", "HR", "barbara.png")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("all", "backends", "rrdbnet", "options"), default="all")
+    p.add_argument("--part", choices=("all", "backends", "rrdbnet", "options", "demo"), default="all")
     p.add_argument("--dataset", default=SET5, help="benchmark folder (HR/ + LR_bicubic/X{s}/) for --part backends "
                                                    "(default ../shared/datasets/Set5; synthetic images if absent)")
     p.add_argument("--scale", type=int, default=4, help="scale for --part backends (default 4)")
@@ -61,6 +71,13 @@ def parse_args(argv=None):
     p.add_argument("--tile", type=int, default=96, help="options: tile size for the tiled options")
     p.add_argument("--options", default="eager,graph,predict,jit-shape,jit-bucket,tiles-jit,tiles-eager",
                    help="options: comma-separated ways of calling the model")
+    # --part demo
+    p.add_argument("--weights", default=X4PLUS, help="demo: RealESRGAN_x4plus.pth (default from ../shared)")
+    p.add_argument("--photo", default=None, help="demo: the test photograph (default: Set14 barbara, cropped)")
+    p.add_argument("--photo-size", default="640x480", help="demo: WxH the photograph is cropped to (default 640x480)")
+    p.add_argument("--tiles", default="0,256", help="demo: tile sizes, 0 = full image (default 0,256)")
+    p.add_argument("--rounds", type=int, default=3, help="demo: interleaved timed rounds (default 3)")
+    p.add_argument("--frameworks", default="demo,realesrgan,onnxruntime", help="demo: settings to time")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model-file", help=argparse.SUPPRESS)
     p.add_argument("--out-file", help=argparse.SUPPRESS)
@@ -169,6 +186,159 @@ def worker_rrdbnet(args):
     run()
     warmup = time.perf_counter() - t0
     return run, {**info, "params": int(params), "warmup_s": warmup}
+
+
+# ------------------------------------------------------------------------------------------- --part demo
+def demo_photo(args):
+    """uint8 RGB photograph of --photo-size: --photo or Set14 barbara cropped at the top left, else synthetic."""
+    import imaging
+    from testing.images import smooth_image
+
+    w, h = (int(v) for v in args.photo_size.lower().split("x"))
+    path = args.photo or (SET14_BARBARA if os.path.isfile(SET14_BARBARA) else None)
+    if path is None:
+        return smooth_image(np.random.default_rng(0), h, w), f"synthetic {w}x{h}"
+    img = imaging.read_image(path)
+    if img.shape[0] < h or img.shape[1] < w:
+        img = imaging.imresize(img, output_shape=(max(h, img.shape[0]), max(w, img.shape[1])))
+    return np.ascontiguousarray(img[:h, :w]), f"{os.path.basename(path)} cropped to {w}x{h}"
+
+
+def worker_demo(args):
+    """(run(tile) -> uint8 SR image, info) for one framework of --part demo; tile 0 = the full image."""
+    photo, _ = demo_photo(args)
+    name = args.worker.split("-", 1)[1]
+    if name == "realesrgan":
+        import torch
+
+        from testing.reference import import_reference
+
+        torch.set_num_threads(args.threads)
+        utils_re, arch = import_reference("realesrgan.utils"), import_reference("basicsr.archs.rrdbnet_arch")
+        if utils_re is None or arch is None:
+            raise RuntimeError("realesrgan/basicsr not installed (requirements-reference.txt)")
+        bgr = np.ascontiguousarray(photo[..., ::-1])
+        ups = {}
+
+        def run(tile):
+            if tile not in ups:
+                net = arch.RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=4)
+                ups[tile] = utils_re.RealESRGANer(scale=4, model_path=args.weights, model=net, tile=tile, tile_pad=10,
+                                                  pre_pad=0, half=False)
+            return ups[tile].enhance(bgr, outscale=4)[0][..., ::-1]
+
+        return run, {"framework": f"RealESRGANer (PyTorch {torch.__version__}, tile_pad 10, pre_pad 0)"}
+    import keras
+
+    from evaluation import inference, upscale
+
+    _threads(args.threads)
+    model = upscale.load_sr_model(args.weights)
+    if name == "demo":
+        def run(tile):
+            return upscale.Upscaler(model, 4, tile=tile or None)(photo)[0]
+
+        return run, {"framework": f"demo.py path (Keras {keras.__version__} / {keras.backend.backend()})"}
+    import onnxruntime
+
+    from model.export import export_model
+
+    path = os.path.join(tempfile.mkdtemp(prefix="inference_speed_"), "x4plus.onnx")
+    export_model(model, path)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    sess = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = sess.get_inputs()[0].name
+
+    def predict(x):
+        return sess.run(None, {feed: np.ascontiguousarray(x, np.float32)})[0]
+
+    def run(tile):  # THE tile routine, as demo; a callable gets the capped overlap, RRDBNet's default too
+        out = inference.super_resolve(predict, photo, tile=tile or None, scale=4)
+        return upscale.to_depth(out, 8)
+
+    return run, {"framework": f"ONNX Runtime {onnxruntime.__version__} on convert.py's ONNX export"}
+
+
+def serve_demo(args):
+    """Worker side of --part demo: set up, warm up each tile size, then one timed pass per 'run TILE' line."""
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        run, info = worker_demo(args)
+        outputs = {}
+        for tile in (int(t) for t in args.tiles.split(",")):
+            t0 = time.perf_counter()
+            outputs[tile] = run(tile)
+            info[f"warmup_s_{tile}"] = time.perf_counter() - t0
+        np.savez(args.out_file, **{str(k): v for k, v in outputs.items()})
+    except Exception as e:
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=out, flush=True)
+        return 1
+    print(json.dumps({"ready": info}), file=out, flush=True)
+    for line in sys.stdin:
+        if not line.startswith("run "):
+            break
+        t0 = time.perf_counter()
+        run(int(line.split()[1]))
+        print(json.dumps({"seconds": time.perf_counter() - t0}), file=out, flush=True)
+    return 0
+
+
+def part_demo(args):
+    """Every framework set up and warmed up first, then interleaved rounds (each framework and tile once per round)."""
+    tiles = [int(t) for t in args.tiles.split(",")]
+    names = [n.strip() for n in args.frameworks.split(",") if n.strip()]
+    tmp = tempfile.mkdtemp(prefix="inference_speed_")
+    rows, procs, outs = {}, {}, {}
+    for name in names:
+        print(f"setting up {name} ...", file=sys.stderr, flush=True)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow", OMP_NUM_THREADS=str(args.threads))
+        out_file = os.path.join(tmp, f"{name}.npz")
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"demo-{name}", "--serve", "--threads",
+               str(args.threads), "--weights", args.weights, "--photo-size", args.photo_size, "--tiles", args.tiles,
+               "--out-file", out_file] + (["--photo", args.photo] if args.photo else [])
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, bufsize=1)
+        reply = json.loads(proc.stdout.readline() or '{"error": "worker exited"}')
+        if "ready" in reply:
+            rows[name], procs[name] = {**reply["ready"], "times": {t: [] for t in tiles}}, proc
+            outs[name] = dict(np.load(out_file))
+        else:
+            rows[name] = reply
+            proc.kill()
+    try:
+        for r in range(args.rounds):
+            print(f"round {r + 1}", file=sys.stderr, flush=True)
+            for tile in tiles:
+                for name, proc in procs.items():
+                    proc.stdin.write(f"run {tile}\n")
+                    proc.stdin.flush()
+                    rows[name]["times"][tile].append(json.loads(proc.stdout.readline())["seconds"])
+    finally:
+        for proc in procs.values():
+            proc.stdin.close()
+            proc.wait()
+    _, label = demo_photo(args)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nRRDBNet x4plus on {label}, median of {args.rounds} interleaved rounds after a warm-up, "
+          f"{args.threads} threads, {os.cpu_count()} cores, load average {load:.1f} at the end")
+    print(f"{'setting':<22} {'median s':>9} {'min s':>7} {'vs fastest':>10} {'max |diff| to demo':>18}  framework")
+    for tile in tiles:
+        medians = {n: statistics.median(r["times"][tile]) for n, r in rows.items() if "times" in r}
+        fastest = min(medians.values()) if medians else None
+        for name, r in rows.items():
+            if "error" in r:
+                print(f"{name:<22} skipped: {r['error']}")
+                continue
+            diff = "-"
+            if "demo" in outs and name in outs:
+                diff = f"{int(np.abs(outs[name][str(tile)].astype(int) - outs['demo'][str(tile)].astype(int)).max())}"
+            r.setdefault("median_s", {})[tile] = medians[name]
+            setting = f"{name} {'full' if tile == 0 else f'tile {tile}'}"
+            print(f"{setting:<22} {medians[name]:>9.2f} {min(r['times'][tile]):>7.2f} {medians[name] / fastest:>9.2f}x "
+                  f"{diff:>18}  {r['framework']}")
+    return rows
 
 
 def serve_rrdbnet(args):
@@ -350,7 +520,7 @@ def part_options(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker and args.serve:
-        return serve_rrdbnet(args)
+        return serve_demo(args) if args.worker.startswith("demo-") else serve_rrdbnet(args)
     if args.worker:
         result = {"make": worker_make, "backends": worker_backends}[args.worker](args)
         with open(args.json, "w") as f:
@@ -363,6 +533,8 @@ def main(argv=None):
         results["backends"] = part_backends(args)
     if args.part in ("all", "rrdbnet"):
         results["rrdbnet"] = part_rrdbnet(args)
+    if args.part == "demo":
+        results["demo"] = part_demo(args)
     if args.json:
         from utils import atomic_path
 

@@ -96,29 +96,34 @@ def load_sr_model(path, profile=None, scale=None, precision="fp32"):
 
 def with_precision(model, precision):
     """`model` rebuilt under a Keras dtype policy (fp32: itself): bf16/fp16 compute, float32 weights, and the
-    output layers kept in float32 (a bf16 image would keep 8 significant bits: steps of 1 grey level at 128+)."""
+    output layers in float32 (a bf16 image would keep 8 significant bits: steps of 1 grey level above 128)."""
     if precision == "fp32":
         return model
     import keras
 
     policy = PRECISIONS[precision]
     config = keras.saving.serialize_keras_object(model)
-    outputs = {o[0] for o in config.get("config", {}).get("output_layers", [])}
-
-    def swap(node, name=None):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy" and name not in outputs:
-                return {**node, "config": {**node["config"], "name": policy}}
-            layer = node.get("config", {}).get("name") if "class_name" in node else name
-            return {k: swap(v, layer if k == "config" else name) for k, v in node.items()}
-        return [swap(v, name) for v in node] if isinstance(node, list) else node
-
+    inner = config.get("config", {})
+    if "arch" in inner and "dtype" in inner:  # SRModel: its config carries the policy
+        config = {**config, "config": {**inner, "dtype": policy, "float32_layers": []}}
+    else:  # a plain functional model (files written before SRModel): every layer's policy
+        config = _swap_policy(config, policy)
     try:
-        rebuilt = keras.saving.deserialize_keras_object(swap(config))
+        rebuilt = keras.saving.deserialize_keras_object(config)
         rebuilt.set_weights(model.get_weights())
     except Exception as e:
         raise UserError(f"--precision {precision}: cannot rebuild this model under {policy} ({e}); use fp32") from None
+    for tensor in rebuilt.outputs:
+        tensor._keras_history[0].dtype_policy = "float32"
     return rebuilt
+
+
+def _swap_policy(node, policy):
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy":
+            return {**node, "config": {**node["config"], "name": policy}}
+        return {k: _swap_policy(v, policy) for k, v in node.items()}
+    return [_swap_policy(v, policy) for v in node] if isinstance(node, list) else node
 
 
 def checkpoint_loss_mode(model, path):
