@@ -320,3 +320,76 @@ def test_bf16_within_a_tenth_of_a_db_on_set5(shared_dir):
             psnrs.append(metrics.psnr(hr[: sr.shape[0], : sr.shape[1]], sr, shave=4, channel="y"))
         scores[precision] = float(np.mean(psnrs))
     assert abs(scores["bf16"] - scores["fp32"]) < 0.1, scores
+
+
+def test_inputs_and_output_names(models, tmp_path, capsys):
+    """A folder with --recursive keeps its layout; a glob keeps the layout under its fixed part and reports the
+    files it matched that are not images; --suffix, --ext, --outscale sizes, --skip-existing."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(smooth_image(rng, 10, 12)).save(src / "a.png")
+    Image.fromarray(smooth_image(rng, 9, 11)).save(src / "sub" / "b.jpg", quality=95)
+    Image.fromarray(smooth_image(rng, 8, 7)).save(src / "sub" / "deeper" / "c.webp")
+    (src / "sub" / "notes.txt").write_text("x")
+    out = tmp_path / "rec"
+    assert demo.main(["-i", str(src), "-o", str(out), "--model", models["plain"], "--recursive"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.png", os.path.join("sub", "b.jpg"), os.path.join("sub", "deeper", "c.webp")]
+    assert Image.open(out / "sub" / "deeper" / "c.webp").size == (14, 16)
+    out = tmp_path / "flat"  # without --recursive: the folder itself only
+    assert demo.main(["-i", str(src), "-o", str(out), "--model", models["plain"]]) == 0
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+    # a glob: layout under its fixed part; a non-image it matched is one line and exit status 2
+    out = tmp_path / "glob"
+    status, err = _run_cli(capsys, "-i", str(src / "**" / "*"), "-o", out, "--model", models["plain"],
+                           "--suffix", "_x2", "--ext", "png", "--outscale", "1.5")
+    assert status == 2 and "notes.txt" in err and "Traceback" not in err
+    assert Image.open(out / "sub" / "b_x2.png").size == (round(1.5 * 11), round(1.5 * 9))  # 16 x 14 (13.5 -> 14)
+    assert Image.open(out / "a_x2.png").size == (18, 15)
+    # --skip-existing leaves a finished output alone, and does the rest
+    before = (out / "a_x2.png").stat().st_mtime_ns
+    (out / "sub" / "b_x2.png").unlink()
+    status, err = _run_cli(capsys, "-i", str(src / "**" / "*"), "-o", out, "--model", models["plain"],
+                           "--suffix", "_x2", "--ext", "png", "--outscale", "1.5", "--skip-existing")
+    assert (out / "a_x2.png").stat().st_mtime_ns == before and (out / "sub" / "b_x2.png").exists()
+    # jpg at a quality, and -o naming the output file of one input
+    assert demo.main(["-i", str(src / "a.png"), "-o", str(tmp_path / "one.jpg"), "--model", models["plain"],
+                      "--quality", "50"]) == 0
+    assert cv2.imread(str(tmp_path / "one.jpg")).shape == (20, 24, 3)
+    assert not [p for p in tmp_path.rglob(".*tmp*")]  # atomic writes leave no temporary file
+
+
+def test_keep_grey_and_alpha_through_the_model(models, tmp_path):
+    """--keep-grey: grey in, grey out (the model's RGB output in OpenCV's grey weights); --alpha-mode model runs
+    a non-flat alpha through the network as grey (as Real-ESRGAN does) and leaves a flat one exactly flat."""
+    import cv2
+
+    from evaluation import inference
+    import metrics
+
+    rng = np.random.default_rng(4)
+    src = tmp_path / "in"
+    src.mkdir()
+    grey = smooth_image(rng, 12, 10)[..., 0]
+    Image.fromarray(grey).save(src / "g.png")
+    rgba = np.concatenate([smooth_image(rng, 12, 10), smooth_image(rng, 12, 10)[..., :1]], -1)
+    Image.fromarray(rgba, "RGBA").save(src / "r.png")
+    flat = rgba.copy()
+    flat[..., 3] = 77
+    Image.fromarray(flat, "RGBA").save(src / "f.png")
+    out = tmp_path / "out"
+    assert demo.main(["-i", str(src), "-o", str(out), "--model", models["plain"], "--keep-grey",
+                      "--alpha-mode", "model"]) == 0
+    net = upscale.load_sr_model(models["plain"])
+    g = Image.open(out / "g.png")
+    assert g.mode == "L" and g.size == (20, 24)
+    expect = cv2.cvtColor(metrics.quantize(inference.super_resolve(net, grey)), cv2.COLOR_RGB2GRAY)
+    np.testing.assert_array_equal(np.asarray(g), expect)
+    alpha = np.asarray(Image.open(out / "r.png"))[..., 3]
+    a_ref = cv2.cvtColor(metrics.quantize(inference.super_resolve(net, rgba[..., 3])), cv2.COLOR_RGB2GRAY)
+    np.testing.assert_array_equal(alpha, a_ref)
+    assert not np.array_equal(alpha, upscale.upscale_alpha(rgba[..., 3], 2, alpha.shape))  # not the bicubic one
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "f.png"))[..., 3], 77)
