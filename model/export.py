@@ -81,7 +81,8 @@ def _compare(model, run, sizes, path, runtime):
 
 # ---------------------------------------------------------------------------------------------------------- ONNX
 def _write_onnx(model, path, half):
-    model.export(path, format="onnx", verbose=False)
+    with _quiet_native_stderr():
+        model.export(path, format="onnx", verbose=False)
     if half:
         import onnx
         from onnxconverter_common import float16
@@ -126,15 +127,37 @@ def check_onnx(model, path, sizes=EXPORT_CHECK_SIZES):
 
 
 # ---------------------------------------------------------------------------------------------------------- LiteRT
-def _write_tflite(model, path, input_size):
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """The converters' C++ side prints the whole MLIR module and op-by-op errors on fd 2; the outcome is reported
+    in one line instead."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _write_tflite(model, tmp, input_size, path):
     import keras
     import tensorflow as tf
 
     shape = (None, None, None, 3) if input_size is None else (1, *input_size, 3)
     try:
-        model.export(path, format="litert", verbose=False,
-                     input_signature=[keras.InputSpec(shape=shape, dtype="float32")],
-                     target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})  # no TF (flex) ops
+        with _quiet_native_stderr():
+            model.export(tmp, format="litert", verbose=False,
+                         input_signature=[keras.InputSpec(shape=shape, dtype="float32")],
+                         target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})  # no TF (flex) ops
     except Exception as e:
         if input_size is None and "FLEX" in str(e).upper():
             raise UserError(f"-o {path}: LiteRT's built-in ops cannot run {model.name} with dynamic height and width "
@@ -222,7 +245,7 @@ def export_model(model, path, half=False, input_size=None):
                     _write_onnx(model, tmp, half)
                     diff = _accept(check_onnx(model, tmp, sizes), key, path, runtime)
                 else:
-                    _write_tflite(model, tmp, input_size)
+                    _write_tflite(model, tmp, input_size, path)
                     diff = _accept(check_tflite(model, tmp, sizes), key, path, runtime)
     except UserError:
         raise

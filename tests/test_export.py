@@ -5,6 +5,7 @@ checks itself, for RRDBNet-tiny, EDSR-tiny and SRVGGNetCompact-tiny; SavedModel;
 docs/export.md's table names these tests.
 """
 import os
+import re
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_litert_within_1_grey_level(tiny):
         assert list(entry["shape_signature"]) == [-1, -1, -1, 3]
         assert _max_diff(m, run, SIZES, scale) <= 1.0
         return
-    with pytest.raises(UserError, match=r"dynamic height and width.*--input-size H W"):
+    with pytest.raises(UserError, match=re.escape(f"-o {out}: ") + r".*dynamic height and width.*--input-size H W"):
         convert.main(["export", "-i", str(src), "-o", str(out)])
     assert not out.exists() and not [p for p in os.listdir(folder) if ".tmp" in p]
     for k, (h, w) in enumerate(SIZES):  # one fixed-size file per LR size
