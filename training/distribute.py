@@ -297,7 +297,7 @@ def _local_copy(network, weights=None):
     if previous is not None:
         keras.distribution.set_distribution(None)
     try:
-        copy = keras.models.clone_model(network)
+        copy = network.__class__.from_config(network.get_config())  # an SRModel stays one (clone_model: Functional)
         copy.set_weights(weights)
     finally:
         if previous is not None:
