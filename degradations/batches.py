@@ -92,12 +92,12 @@ class ReferenceBatches:
     def sample(self, epoch, index):
         """Sample `index` of `epoch` with its batch's shared choices (draws="batch")."""
         s = self.sampler
-        if self.draws != "batch":
-            return s.sample(epoch, index)
-        rng, *where = s._params(epoch, index)
+        rng, *where = s._params(epoch, index)  # the loader's own draw and crop of this sample
         _, hr = s._crops(*where)
-        batch = int(index) // int(s.batch_size)
-        shared = s.transform.batch_params(self._key(_BATCH_SALT, (self._epoch(epoch) << 32) | batch))
+        shared = {}  # per-sample draws
+        if self.draws == "batch":
+            batch = int(index) // int(s.batch_size)
+            shared = s.transform.batch_params(self._key(_BATCH_SALT, (self._epoch(epoch) << 32) | batch))
         out = s.transform(np.ascontiguousarray(hr), rng, shared=shared)
         return {k: np.asarray(v, np.float32) for k, v in out.items()}
 

@@ -734,8 +734,11 @@ class RealESRGANTransform:
         return {"lr": out["lr"].astype(np.float32), "hr": hr, "hr_usm": usm}
 
     def __call__(self, hr_uint8, rng, shared=None):
-        """shared: the batch's choices (`self.batch_params(batch_rng)`) when draws are per batch."""
-        return self._format(degrade(hr_uint8, rng, self.config, self.scale, shared))
+        """shared: the batch's choices (`self.batch_params(batch_rng)`) when draws are per batch ({}: none)."""
+        if shared is None and (self.config["draws"] == "batch" or self.config["pool_size"]):
+            raise UserError("degradation options draws=batch / pool_size need the training source wrapped by "
+                            "degradations.reference_batches (batch-level draws and the pool live there)")
+        return self._format(degrade(hr_uint8, rng, self.config, self.scale, shared or None))
 
     def batch_params(self, rng):
         """The choices shared by one batch (draws="batch"), from the batch's own generator."""

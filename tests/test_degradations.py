@@ -587,3 +587,10 @@ def test_resize_is_torch_interpolate():
     sharper = P.resize(img, (55, 71), "area")
     opencv = cv2.resize(img, (71, 55), interpolation=cv2.INTER_AREA)
     assert np.abs(sharper - opencv).max() > 0.05  # the difference this test guards
+
+
+def test_batch_options_without_the_wrapper_are_an_error():
+    t = D.RealESRGANTransform({"pool_size": 12})
+    with pytest.raises(UserError, match="reference_batches"):
+        t(photo(64, 64), key_rng(0, 0, 0))
+    assert t(photo(64, 64), key_rng(0, 0, 0), shared={})["lr"].shape == (16, 16, 3)
