@@ -22,7 +22,7 @@ import sys
 import utils
 from evaluation import inference, upscale
 from evaluation.upscale import INPUT_EXTS, PRECISIONS
-from imaging.files import check_folder
+from imaging.files import check_folder, check_output_file
 from utils import UserError
 
 
@@ -81,8 +81,9 @@ def check_args(args):
         raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
     if args.tile_batch < 1:
         raise UserError(f"--tile-batch must be 1 or more (got {args.tile_batch})")
-    if args.outscale is not None and not args.outscale > 0:
-        raise UserError(f"--outscale must be a number above 0 (got {args.outscale}), e.g. --outscale 3.5")
+    if args.outscale is not None and not 0 < args.outscale <= 64:
+        raise UserError(f"--outscale must be a number above 0 and at most 64 (got {args.outscale}), "
+                        "e.g. --outscale 3.5")
     if not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be 1 to 100 (got {args.quality})")
     if args.crf is not None and not 0 <= args.crf <= 63:
@@ -125,7 +126,8 @@ def main(argv=None):
         if os.path.exists(out_path) and os.path.samefile(out_path, path):
             raise UserError(f"{out_path} would overwrite the input; choose another output folder (-o) or --suffix")
         outputs[path] = out_path
-    utils.ensure_writable_dir((os.path.dirname(next(iter(outputs.values()))) or ".") if single else args.output)
+    out_dir = (os.path.dirname(next(iter(outputs.values()))) or ".") if single else args.output
+    check_output_file(next(iter(outputs.values())), "-o")  # creates nothing: -o is made once the model loads
     for path in skipped:
         print(f"error: {path}: not an image or a video; skipped", file=sys.stderr)
     todo = {p: o for p, o in outputs.items() if not (args.skip_existing and os.path.exists(o))}
@@ -133,10 +135,13 @@ def main(argv=None):
         print(f"{len(outputs) - len(todo)} input(s) skipped: output exists (--skip-existing)")
     if not todo:
         return 2 if skipped else 0
+    if single and not upscale.is_video(next(iter(todo))):
+        upscale.read_input(next(iter(todo)), keep_grey=args.keep_grey)  # an unreadable lone input: one line, no -o
     from tqdm import tqdm
 
     model = upscale.load_sr_model(args.model, args.profile, args.scale, args.precision)
     scale = inference.resolve_scale(model)
+    utils.ensure_writable_dir(out_dir)
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
     loss_mode = args.loss_mode or upscale.checkpoint_loss_mode(model, args.model)
     up = upscale.Upscaler(model, scale, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,

@@ -59,13 +59,18 @@ def main(argv=None):
     p.add_argument("--columns", type=int, default=2, help="pairs per row (default 2)")
     args = p.parse_args(argv)
     import imaging
-    from imaging.files import check_folder, list_images
+    from imaging.files import check_folder, check_output_file, list_images
 
+    for option, value, low, high in (("-n", args.n, 1, 10000), ("--scale", args.scale, 1, 16),
+                                     ("--tile", args.tile, 8, 4096), ("--columns", args.columns, 1, 1000)):
+        if not low <= value <= high:
+            raise UserError(f"{option} must be between {low} and {high}, got {value}")
+    if os.path.splitext(args.output)[1].lower() != ".png":
+        raise UserError(f"-o {args.output}: the preview is a PNG; give a file name ending in .png")
+    check_output_file(args.output)
     files = list_images(check_folder(args.input, "input", "pass -i IMG_DIR"))
     if not files:
         raise UserError(f"no images found in {args.input}")
-    if args.n < 1:
-        raise UserError(f"-n must be at least 1, got {args.n}")
     images = [imaging.read_image(path) for _, path in sorted(files.items())]
     grid = make_preview(images, args.n, args.seed, None, args.scale, args.tile, args.columns)
     imaging.write_image(args.output, grid, compress_level=9)

@@ -1,6 +1,7 @@
 """Reports of evaluation rows: the Markdown table, the "Best ..." line, the JSON files and the PSNR-per-epoch plot."""
 import json
 import os
+import tempfile
 
 from evaluation.scorer import FIDELITY
 from utils import UserError, atomic_path
@@ -145,5 +146,8 @@ def _check_writable_parent(directory, option, path):
         d = os.path.dirname(d)
     if not os.path.isdir(d):
         raise UserError(f"{option} {path}: {d} is a file, not a directory")
-    if not os.access(d, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: cannot write to {d} (permission denied); choose a writable location")
+    try:  # a real probe: permission bits alone do not tell (root, read-only mounts, /proc)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot write to {d} ({e.strerror}); choose a writable location") from None

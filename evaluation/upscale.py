@@ -91,7 +91,11 @@ def load_sr_model(path, profile=None, scale=None, precision="fp32"):
         raise UserError(f"model file {path} {what}; pass a model file with --model")
     from profiles import PROFILES
 
-    return with_precision(model_lib.load_model(path, scale=scale, profile=profile, profiles=PROFILES), precision)
+    model = model_lib.load_model(path, scale=scale, profile=profile, profiles=PROFILES)
+    if scale is not None and inference.resolve_scale(model) != scale:  # a file that carries its own scale
+        raise UserError(f"--scale {scale}: {path} is a x{inference.resolve_scale(model)} model; drop --scale "
+                        f"(it picks the scale of krasserm .h5 weights), or use --outscale {scale} to resize its output")
+    return with_precision(model, precision)
 
 
 def with_precision(model, precision):
