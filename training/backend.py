@@ -85,11 +85,12 @@ def _tensorflow_step(task, jit_compile, grad_transform, eager_steps):
                 if "error" in trace:
                     raise trace.pop("error")
             return graph(batch)
-        if "thread" not in trace:
+        logs = step(batch)
+        if "thread" not in trace:  # after the first step: the trace would slow it (both hold the GIL in turn)
             spec = {k: tf.TensorSpec(tuple(v.shape), tf.as_dtype(v.dtype)) for k, v in batch.items()}
             trace["thread"] = threading.Thread(target=background, args=(spec,), daemon=True, name="trace-train-step")
             trace["thread"].start()
-        return step(batch)
+        return logs
 
     first_steps_eager.graph = graph
     return first_steps_eager
