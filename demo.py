@@ -127,7 +127,7 @@ def main(argv=None):
             raise UserError(f"{out_path} would overwrite the input; choose another output folder (-o) or --suffix")
         outputs[path] = out_path
     out_dir = (os.path.dirname(next(iter(outputs.values()))) or ".") if single else args.output
-    check_output_file(next(iter(outputs.values())), "-o")  # creates nothing: -o is made once the model loads
+    check_output_file(next(iter(outputs.values())), "cannot write -o")  # creates nothing: -o made after the load
     for path in skipped:
         print(f"error: {path}: not an image or a video; skipped", file=sys.stderr)
     todo = {p: o for p, o in outputs.items() if not (args.skip_existing and os.path.exists(o))}
