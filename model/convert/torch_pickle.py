@@ -264,13 +264,21 @@ def read_torch_file(path):
                         f"{str(e).splitlines()[0][:120] if str(e) else ''}") from None
 
 
+def is_safetensors(path):
+    """True when the file starts as a safetensors file does: an 8-byte little-endian header length, then '{'
+    (a torch.save file starts with a zip or pickle signature). The content decides, not the name."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and 0 < struct.unpack("<Q", head[:8])[0] <= 100_000_000 and head[8:] == b"{"
+
+
 def read_state_dict(path):
     """{key: np.ndarray} from a .pth/.pt (the `params_ema`, else `params`, else `state_dict` entry, else the whole
     dict) or a .safetensors file."""
     path = os.fspath(path)
-    if path.lower().endswith(".safetensors"):
-        if not os.path.isfile(path):
-            raise UserError(f"weights file {path} not found")
+    if not os.path.isfile(path):
+        raise UserError(f"weights file {path} not found")
+    if is_safetensors(path):
         return read_safetensors(path)
     obj = read_torch_file(path)
     if not isinstance(obj, dict):
