@@ -20,18 +20,17 @@ meaning), Y-channel PSNR with shave = scale on a benchmark folder, for the first
 when no PSNR is computed). Every number of every (model, dataset, scale) goes to `--results` (rows). Stdout
 ends with a paper-style Markdown table, then `Best PSNR = X for model Y` (or the first metric's best).
 """
-import argparse
 import os
 import sys
 
 from evaluation import benchmark, checkpoints, reports, scorer
 from evaluation.inference import TILE_OVERLAP_CAP
 from imaging.files import check_folder
-from utils import UserError, parse_id_range, run_cli
+from utils import ArgumentParser, UserError, parse_id_range, run_cli
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description="Benchmark SR checkpoints (PSNR/SSIM, NIQE) on DIV2K, standard test "
+    p = ArgumentParser(description="Benchmark SR checkpoints (PSNR/SSIM, NIQE) on DIV2K, standard test "
                                             "sets or folders of images.")
     p.add_argument("-d", "--dataset", action="append", default=None,
                    help="DIV2K tree (PNG or converted numpy), benchmark folder with HR/ and optional "
@@ -113,6 +112,11 @@ def _validate(args):
         from metrics.lpips import get_lpips
 
         get_lpips(args.lpips_net, args.lpips_backbone)
+    for option, path in (("-o", args.outfile), ("--results", args.results_path)):
+        if not path.lower().endswith(".json"):  # never a model or an image by mistake (-o model.keras)
+            raise UserError(f"{option} {path}: bench writes JSON there; give a file name ending in .json")
+    if os.path.abspath(args.outfile) == os.path.abspath(args.results_path):
+        raise UserError(f"-o and --results are both {args.outfile}; give --results another file")
     reports.check_output_file(args.outfile, "-o")
     reports.check_output_file(args.results_path, "--results")
     if args.plot:

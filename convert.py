@@ -159,6 +159,8 @@ def main(argv=None):
         if not out or not out.endswith(".keras"):
             raise UserError(f"weights needs -o MODEL.keras, got {out}")
         check_output_file(out)  # before the load, which can take seconds
+        if args.input and os.path.isfile(out) and os.path.samefile(out, args.input):
+            raise UserError(f"-o {out} is the -i file; give another output name")
         network = load_model_file(args)
         with atomic_path(out) as tmp:
             network.save(tmp)

@@ -27,7 +27,7 @@ from utils import UserError
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = utils.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-i", "--input", required=True,
                    help=f"image, video, folder or glob ({'/'.join(e[1:] for e in INPUT_EXTS)})")
     p.add_argument("-o", "--output", default="./output",

@@ -1,4 +1,5 @@
 """Small shared helpers: user-facing errors, atomic file writes, the CLI entry wrapper and its start-up checks."""
+import argparse
 import contextlib
 import errno
 import importlib.abc
@@ -42,6 +43,13 @@ def run_cli(main, argv=None):
               "(finished files are complete: every file is written under a temporary name first)", file=sys.stderr)
         sys.exit(2)
     sys.exit(status if isinstance(status, int) else 0)  # main() may return a result (train.py: the run dir)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad or missing option is `error: ...`, exit 2 (run_cli), not usage text."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def check_backend(environ=None):

@@ -6,14 +6,13 @@ Each tile: the GT crop (256 px, shown at --tile px) and its LQ (64 px, upscaled 
 size), captioned with the kernel (type, size, sigma / omega, beta), resize (direction, factor, mode), noise
 (Gaussian sigma in grey levels or Poisson scale, grey) and JPEG quality of both stages, and the final step.
 """
-import argparse
 import os
 import sys
 
 import numpy as np
 
 
-from utils import UserError, run_cli  # noqa: E402
+from utils import ArgumentParser, UserError, run_cli  # noqa: E402
 
 
 def sample_rng(seed, index):
@@ -49,7 +48,7 @@ def make_preview(images, n=8, seed=0, config=None, scale=4, tile=128, columns=2)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-i", "--input", required=True, help="folder of HR images (e.g. ../shared/datasets/B100/HR)")
     p.add_argument("-o", "--output", default="preview.png", help="output PNG (default preview.png)")
     p.add_argument("-n", type=int, default=8, help="number of GT / LQ pairs (default 8)")
