@@ -71,6 +71,10 @@ def build_parser():
 
 def check_args(args):
     """Every option checked before the model loads."""
+    if not args.output.strip():
+        raise UserError("-o is empty; give an output folder (or the output file of one input)")
+    if "/" in args.suffix or os.sep in args.suffix or args.suffix in (".", ".."):
+        raise UserError(f"--suffix {args.suffix!r} is a path; give a name ending such as _x4 (outputs stay in -o)")
     if args.hr is not None:
         check_folder(args.hr, "HR", "pass a folder of HR images with --hr")
     if args.tile is not None and args.tile < 1:
