@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-# WHOLE_IMAGE: whole images: no flip, no 400 crop, no paired crop, no USM
+# WHOLE_IMAGE: whole images: no flip, no 400 crop, no paired crop, no hr_usm target (the LQ is still made from the
+# sharpened image: degrade_usm)
 from degradations.pipeline import WHOLE_IMAGE, degrade, make_config, set_cv2_threads
 from utils import UserError
 

@@ -3,8 +3,9 @@
     python -m degradations.preview -i ../shared/datasets/B100/HR -o preview.png -n 8 --seed 0
 
 Each tile: the GT crop (256 px, shown at --tile px) and its LQ (64 px, upscaled nearest-neighbour to the same
-size), captioned with the kernel (type, size, sigma / omega, beta), resize (direction, factor, mode), noise
-(Gaussian sigma in grey levels or Poisson scale, grey) and JPEG quality of both stages, and the final step.
+size; made from the sharpened GT with DiffJPEG, as in training), captioned with the kernel (type, size,
+sigma / omega, beta), resize (direction, factor, mode), noise (Gaussian sigma in grey levels or Poisson scale,
+grey) and JPEG quality of both stages, and the final step.
 """
 import os
 import sys
