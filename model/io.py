@@ -134,8 +134,9 @@ def load_model(path, compile=False, kind="generator", scale=None, profile=None, 
 
     - .keras / whole-model .h5: as saved (an SRModel / Discriminator carries its config; older files load as
       plain functional models). compile=True needs the loss and metric classes imported (losses, metrics).
-    - .pth / .pt / .safetensors: converted in memory without running the pickle: RRDBNet (model/convert/esrgan.py;
-      sizes and scale from the file, `scale` and `profile` checked against it) or a U-Net discriminator.
+    - .pth / .pt / .safetensors: converted in memory without running the pickle: a generator whose architecture,
+      sizes and scale come from the tensor table (model/convert/detect.py; `scale` and `profile` checked against
+      it) or a U-Net discriminator (model/convert/discriminators.py).
     - weights-only .h5: krasserm's Keras 2 weights (model/convert/krasserm.py) at `scale`, into the network of
       `profile`, else of the file or folder name (wdsr-a-32-x4-...).
     `profiles`: the caller's profile table (name -> {"arch", "model"}, e.g. profiles.PROFILES) that `profile`
@@ -171,18 +172,20 @@ def _target(profile, profiles, path):
 
 
 def _torch_generator(path, state, scale, profile, profiles):
-    from model.convert.detect import load_generator
-    from model.convert.esrgan import canonical_state_dict
+    """A PyTorch generator state dict as an SRModel: architecture, sizes and scale from its tensor table
+    (model/convert/detect.py); `profile` and `scale`, when given, checked against it."""
+    from model.convert.basicsr_archs import ARCH_NAMES
+    from model.convert.detect import detect, load_generator
 
     source = os.path.basename(path)
-    params = None
+    arch = params = None
     if profile is not None:
-        canonical_state_dict(state, source)  # not RRDBNet weights: that is the error to report
+        found = detect(state, source)[0]  # not a known generator: that is the error to report
         arch, params = _target(profile, profiles, path)
-        if arch != "rrdbnet":
-            raise UserError(f"{source} holds RRDBNet weights but profile {profile} is {arch}; use --profile rrdbnet "
-                            "(or leave it out: the sizes come from the file)")
-    return load_generator(state, source, scale, params=params)
+        if arch != found:
+            raise UserError(f"{source} holds {ARCH_NAMES[found]} weights but profile {profile} is {arch}; use a "
+                            f"{found} profile (or leave it out: the sizes come from the file)")
+    return load_generator(state, source, scale, arch, params)
 
 
 def _krasserm(path, scale, profile, profiles):
