@@ -99,7 +99,9 @@ def process_image(args, up, path, out_path, rel, state):
     from tqdm import tqdm
 
     try:
-        img = upscale.read_input(path, keep_grey=args.keep_grey)
+        img = state.pop("image", None)
+        if img is None:
+            img = upscale.read_input(path, keep_grey=args.keep_grey)
     except UserError as e:
         tqdm.write(f"error: {e}", file=sys.stderr)
         return False
@@ -139,8 +141,9 @@ def main(argv=None):
         print(f"{len(outputs) - len(todo)} input(s) skipped: output exists (--skip-existing)")
     if not todo:
         return 2 if skipped else 0
+    lone = None  # a lone image is read before the model loads: unreadable, it is one line and no -o
     if single and not upscale.is_video(next(iter(todo))):
-        upscale.read_input(next(iter(todo)), keep_grey=args.keep_grey)  # an unreadable lone input: one line, no -o
+        lone = upscale.read_input(next(iter(todo)), keep_grey=args.keep_grey)
     from tqdm import tqdm
 
     model = upscale.load_sr_model(args.model, args.profile, args.scale, args.precision)
@@ -151,7 +154,7 @@ def main(argv=None):
     up = upscale.Upscaler(model, scale, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.tile_batch,
                           self_ensemble=args.self_ensemble, jit=jit, loss_mode=loss_mode, outscale=args.outscale,
                           resize=args.resize, alpha_mode=args.alpha_mode)
-    failed, rels, state = list(skipped), dict(items), {"single_file": single}
+    failed, rels, state = list(skipped), dict(items), {"single_file": single, "image": lone}
     images = [p for p in todo if not upscale.is_video(p)]
     for path in tqdm(images, desc="super-resolving", unit="image", disable=not images):
         if not process_image(args, up, path, todo[path], rels[path], state):

@@ -83,7 +83,7 @@ def _from_array(arr, name, keep_grey, keep_alpha=False, keep_depth=False):
         arr = arr[:, :, :3]
     if arr.ndim == 2:
         if arr.dtype == np.uint16 and not keep_grey:  # as the 8-bit reader says it (degrade, train)
-            warn(f"{name}: 16-bit grey image converted to RGB")
+            warn(f"{name}: grey image converted to RGB (samples kept at 16 bit; --keep-grey keeps it grey)")
         return arr if keep_grey else np.repeat(arr[:, :, None], 3, axis=2)
     return np.ascontiguousarray(arr)
 
