@@ -394,3 +394,31 @@ def test_keep_grey_and_alpha_through_the_model(models, tmp_path):
     np.testing.assert_array_equal(alpha, a_ref)
     assert not np.array_equal(alpha, upscale.upscale_alpha(rgba[..., 3], 2, alpha.shape))  # not the bicubic one
     np.testing.assert_array_equal(np.asarray(Image.open(out / "f.png"))[..., 3], 77)
+
+
+def test_interrupted_folder_resumes_with_skip_existing(models, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a folder leaves finished images only (no partial file, no temporary);
+    --skip-existing then does the rest and leaves the finished ones alone."""
+    rng = np.random.default_rng(5)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(smooth_image(rng, 10, 12)).save(src / f"{name}.png")
+    out = tmp_path / "out"
+    real, calls = upscale.Upscaler.__call__, []
+
+    def interrupted(self, img):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, img)
+
+    monkeypatch.setattr(upscale.Upscaler, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demo.main(["-i", str(src), "-o", str(out), "--model", models["plain"]])
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    done = (out / "a.png").stat().st_mtime_ns
+    monkeypatch.setattr(upscale.Upscaler, "__call__", real)
+    assert demo.main(["-i", str(src), "-o", str(out), "--model", models["plain"], "--skip-existing"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert (out / "a.png").stat().st_mtime_ns == done
