@@ -162,6 +162,8 @@ class Option:
                 raise UserError(f"{self.flag}{_where(source)}: expected {kind}, got {value!r}")
             if value != value:  # NaN passes every comparison a validator makes
                 raise UserError(f"{self.flag} nan{_where(source)}: expected a number")
+            if value in (float("inf"), float("-inf")):  # inf passes "positive" and trains into NaN
+                raise UserError(f"{self.flag} {value}{_where(source)}: expected a finite number")
             return self.type(value)
         if self.type is str and not isinstance(value, str):
             raise UserError(f"{self.flag}{_where(source)}: expected a string, got {value!r}")
