@@ -166,9 +166,7 @@ def _target(profile, profiles, path):
     """(arch, params) of a profile name in the caller's table (model/convert/krasserm.krasserm_target)."""
     from model.convert.krasserm import krasserm_target
 
-    if profiles is None:
-        raise UserError(f"{path}: profile {profile!r} given without the profile table to look it up in")
-    return krasserm_target(profile, profiles)
+    return krasserm_target(profile, profiles or {})  # without a table: krasserm's wdsr-a-N / wdsr-b-N names only
 
 
 def _torch_generator(path, state, scale, profile, profiles):
@@ -235,15 +233,16 @@ def load_discriminator(path, into=None, arch=None, params=None, label="discrimin
     return into
 
 
-def transfer_weights(model, source):
+def transfer_weights(model, source, profiles=None):
     """Copy weights of same-named, same-shaped layers from `source` (a model, or a file load_model /
-    load_discriminator opens: the same kind as `model`) into `model` (model/transfer.py). Returns the layer
-    names set; UserError when nothing fits or a same-named layer has another shape."""
+    load_discriminator opens: the same kind as `model`; `profiles` as for load_model) into `model`
+    (model/transfer.py). Returns the layer names set; UserError when nothing fits or a same-named layer has
+    another shape."""
     if isinstance(source, (str, os.PathLike)):
         label = os.fspath(source)
         if model_kind(model) == "discriminator":
             return [layer.name for layer in load_discriminator(source, into=model).layers if layer.weights]
-        source = load_model(source)
+        source = load_model(source, profiles=profiles)
     else:
         label = f"model {source.name!r}"
     return copy_weights(model, source, label)
