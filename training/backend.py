@@ -88,7 +88,9 @@ def _tensorflow_step(task, jit_compile, grad_transform, eager_steps):
         logs = step(batch)
         if "thread" not in trace:  # after the first step: the trace would slow it (both hold the GIL in turn)
             spec = {k: tf.TensorSpec(tuple(v.shape), tf.as_dtype(v.dtype)) for k, v in batch.items()}
-            trace["thread"] = threading.Thread(target=background, args=(spec,), daemon=True, name="trace-train-step")
+            # not a daemon: a run that ends (or fails) before the trace does waits for it at exit, where a daemon
+            # thread still inside TensorFlow aborts the process (exit 134, "terminate called ...")
+            trace["thread"] = threading.Thread(target=background, args=(spec,), daemon=False, name="trace-train-step")
             trace["thread"].start()
         return logs
 
