@@ -3,6 +3,7 @@
     python benchmarks/degradation_stats.py                      # Set14 + B100 400x400 crops, 2 draws each
     python benchmarks/degradation_stats.py --draws 1 --limit 40 --variants
     python benchmarks/degradation_stats.py --paired --limit 40     # the reference driven by the same draws
+    python benchmarks/degradation_stats.py --kernels               # kernel draws vs RealESRGANDataset's
 
 For each source of (LQ, GT) pairs: the median Laplacian-variance ratio (LQ / GT bicubic-downscaled to the LQ
 size) and the median chroma share of the LQ's high-frequency residual (definitions: testing/degradation_stats.py),
@@ -22,6 +23,51 @@ import numpy as np
 
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets")
+
+
+def kernels(n, seed):
+    """Second moment sum(k r^2) of the stage-1, stage-2 and final kernels: ours vs the reference dataset's draws."""
+    import random
+    import tempfile
+
+    from scipy import stats as sps
+
+    from degradations import kernels as K
+    from degradations import pipeline as P
+    from testing import degradation_stats as S
+
+    def moment(k):
+        k = np.asarray(k, np.float64)
+        ax = np.arange(k.shape[0]) - k.shape[0] // 2
+        return float((k * (ax[:, None] ** 2 + ax[None, :] ** 2)).sum())
+
+    random.seed(seed)
+    np.random.seed(seed)
+    names = ("kernel1", "kernel2", "sinc_kernel")
+    ref, ours = {k: [] for k in names}, {k: [] for k in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        made = S.reference_pipeline(tmp, S.write_crops(tmp, [np.full((400, 400, 3), 128, np.uint8)]))
+        if made is None:
+            sys.exit("error: the reference packages are not installed (pip install -r requirements-reference.txt)")
+        for _ in range(n):
+            item = made[0][0]
+            for k in names:
+                ref[k].append(moment(item[k].numpy()))
+    c = P.REALESRGAN
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        p = P.sample_params(rng, c, (400, 400), 4)
+        k2 = p["kernel2"] or K.draw_kernel_params(  # the dataset always draws kernel2; feed_data may skip it
+            rng, kernel_list=c["kernel_list2"], kernel_prob=c["kernel_prob2"], sigma=c["blur_sigma2"],
+            betag_range=c["betag_range2"], betap_range=c["betap_range2"], sinc_prob=c["sinc_prob2"])
+        for k, params in zip(names, (p["kernel1"], k2, p["final_sinc"])):
+            ours[k].append(moment(K.build_kernel(params)))
+    print(f"kernel second moment sum(k r^2), {n} draws each: ours vs RealESRGANDataset.__getitem__")
+    for k in names:
+        a, b = np.array(ours[k]), np.array(ref[k])
+        print(f"{k:12s} median {np.median(a):7.3f} vs {np.median(b):7.3f}   mean {a.mean():7.3f} vs {b.mean():7.3f}   "
+              f"KS p {sps.ks_2samp(a, b).pvalue:.3g}")
+    return 0
 
 
 def paired(crops, args):
@@ -57,12 +103,16 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and of both pipelines (default 0)")
     p.add_argument("--variants", action="store_true", help="also the training transform without USM / with libjpeg")
     p.add_argument("--paired", action="store_true", help="the reference driven by the project's draws (see above)")
+    p.add_argument("--kernels", type=int, nargs="?", const=1500, default=0,
+                   help="compare N kernel draws (default 1500) with RealESRGANDataset.__getitem__'s, then stop")
     p.add_argument("--save", help="write every per-pair figure to this .npz (for bootstrap intervals)")
     args = p.parse_args(argv)
     from scipy import stats as sps
 
     from testing import degradation_stats as S
 
+    if args.kernels:
+        return kernels(args.kernels, args.seed)
     folders = [os.path.join(SHARED, d, "HR") for d in args.datasets]
     missing = [f for f in folders if not os.path.isdir(f)]
     if missing:
