@@ -141,9 +141,13 @@ def main(argv=None):
         print(f"{len(outputs) - len(todo)} input(s) skipped: output exists (--skip-existing)")
     if not todo:
         return 2 if skipped else 0
-    lone = None  # a lone image is read before the model loads: unreadable, it is one line and no -o
+    lone = None  # a lone image is read, every video probed, before the model loads: a bad one is one line, no -o
     if single and not upscale.is_video(next(iter(todo))):
         lone = upscale.read_input(next(iter(todo)), keep_grey=args.keep_grey)
+    for path in (p for p in todo if upscale.is_video(p)):
+        from evaluation import video
+
+        video.probe(path)
     from tqdm import tqdm
 
     model = upscale.load_sr_model(args.model, args.profile, args.scale, args.precision)

@@ -65,6 +65,8 @@ def main(argv=None):
                                      ("--tile", args.tile, 8, 4096), ("--columns", args.columns, 1, 1000)):
         if not low <= value <= high:
             raise UserError(f"{option} must be between {low} and {high}, got {value}")
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: must be >= 0 (as train.py and convert.py --seed)")
     if os.path.splitext(args.output)[1].lower() != ".png":
         raise UserError(f"-o {args.output}: the preview is a PNG; give a file name ending in .png")
     check_output_file(args.output)
