@@ -43,6 +43,7 @@ def load_datasets(config):
 
     import data
     import imaging
+    from degradations.batches import reference_batches
     from degradations.transforms import hr_patch_of, make_transform
 
     scale = config["scale"]
@@ -60,7 +61,8 @@ def load_datasets(config):
         hr_patch = hr_patch_of(transform)
         if hr_patch:  # Real-ESRGAN's recipe (--realesrgan-crop): 400 px patches; the transform flips, pads, crops
             common.update(hr_patch=hr_patch, augment=False, smaller_ok=True)
-        train = data.HRPatches(hr, scale, transform, **common)
+        # Real-ESRGAN's per-batch draws and pair pool when the degradation options ask for them (exact on resume)
+        train = reference_batches(data.HRPatches(hr, scale, transform, **common))
         valid_hr = data.open_hr_images(config["dataset"], subset="valid", images=config["validation_images"]) \
             if os.path.isdir(os.path.join(config["dataset"], "DIV2K_valid_HR")) else hr[-1:]
         # validation LR images by the same transform with a fixed generator per image (a fixed set); a whole-image
@@ -120,7 +122,9 @@ def initialise(network, config, train):
     if config.get("pretrained_model"):
         from model import transfer_weights
 
-        names = transfer_weights(network, config["pretrained_model"])
+        import profiles
+
+        names = transfer_weights(network, config["pretrained_model"], profiles=profiles.PROFILES)
         print(f"initialised {len(names)} layers from {config['pretrained_model']}")
     elif config.get("weightnorm") and config.get("num_init_batches"):
         from model import weightnorm_data_init
