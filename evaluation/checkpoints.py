@@ -28,7 +28,8 @@ def find_checkpoints(specs):
     found = []
     for spec in specs:
         if os.path.isdir(spec):
-            paths = [os.path.join(d, f) for d, _, files in os.walk(spec) for f in files]
+            top = spec.rstrip("/" + os.sep) or spec  # -i models/ or models//: keys models/x.keras, never models//x
+            paths = [os.path.join(d, f) for d, _, files in os.walk(top) for f in files]
             paths = [p for p in paths if is_model_file(p)]
         elif os.path.isfile(spec):
             if not spec.lower().endswith(MODEL_EXTS):

@@ -561,3 +561,24 @@ def test_short_training_run_exits_cleanly_without_start_up_noise(repo_root, file
     assert result.returncode == 0, result.stderr[-2000:]
     for noise in ("oneDNN", "cpu_feature_guard", "absl::InitializeLog", "terminate called"):
         assert noise not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_unknown_keras_backend_is_one_line_in_every_tool(capsys, monkeypatch, tool):
+    monkeypatch.setenv("KERAS_BACKEND", "nosuch")
+    code, _, err = run_tool(capsys, tool, ["--help"])
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "nosuch" in err[0], err
+
+
+def test_bench_keys_have_no_double_slash(capsys, files, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(files["x4"], models / "x4.keras")
+    out = tmp_path / "b.json"
+    code, _, err = run_tool(capsys, "bench", ["-i", f"{models}//", "--dataset", files["bench_set"], "--scale", "4",
+                                              "-o", out, "--no-progress"])
+    assert code == 0, err
+    keys = list(json.loads(out.read_text()))
+    assert keys == [str(models / "x4.keras")], keys
