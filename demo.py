@@ -90,6 +90,14 @@ def check_args(args):
                         "e.g. --outscale 3.5")
     if not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be 1 to 100 (got {args.quality})")
+    if args.codec is not None:
+        import av
+
+        try:
+            av.codec.Codec(args.codec, "w")
+        except Exception:  # PyAV raises its own UnknownCodecError (and ValueError for a decoder-only name)
+            raise UserError(f"--codec {args.codec}: not a video encoder of this FFmpeg; e.g. libx264 or libvpx-vp9") \
+                from None
     if args.crf is not None and not 0 <= args.crf <= 63:
         raise UserError(f"--crf must be 0 to 63 (got {args.crf}); 18 is visually lossless with libx264")
 

@@ -285,6 +285,8 @@ ROWS = [
     ("demo quality 101", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{x4}", "--quality", "101"],
      "--quality"),
     ("demo crf negative", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{x4}", "--crf", "-1"], "--crf"),
+    ("demo unknown codec", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{x4}", "--codec", "nosuch"],
+     "--codec"),
     ("demo tile batch zero", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{x4}", "--tile-batch", "0"],
      "--tile-batch"),
     ("demo tile non-numeric", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{x4}", "--tile", "abc"],
