@@ -155,8 +155,9 @@ def main(argv=None):
         print(f"degraded {len(jobs)} images into {out} (HR/, LR_realesrgan/; seed {args.seed})", file=sys.stderr)
     elif cmd == "weights":
         from imaging.files import check_output_file
+        from model.io import KERAS_EXTS
 
-        if not out or not out.endswith(".keras"):
+        if not out or not out.endswith(KERAS_EXTS):
             raise UserError(f"weights needs -o MODEL.keras, got {out}")
         check_output_file(out)  # before the load, which can take seconds
         if args.input and os.path.isfile(out) and os.path.samefile(out, args.input):

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from degradations import kernels as K
+import degradations.kernels as K
 from degradations.diffjpeg import diffjpeg
 from utils import UserError
 

@@ -60,6 +60,8 @@ def checkpoint_loss_mode(model=None, path=None, default=DEFAULT_LOSS_MODE):
     path = path or getattr(model, "source_path", None)
     if mode is None and path and os.path.isfile(os.fspath(path)):
         path = os.fspath(path)
-        mode = _from_keras_file(path) if path.endswith(".keras") else None
+        from model.io import file_format
+
+        mode = _from_keras_file(path) if file_format(path) == "keras" else None
         mode = mode or _from_run_dir(path)
     return mode or default

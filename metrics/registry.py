@@ -60,7 +60,7 @@ def _load_builtin():
     if _builtin_loaded:
         return
     _builtin_loaded = True
-    from metrics import fidelity
+    import metrics.fidelity as fidelity
 
     builtin = []
     for channel in ("y", "rgb"):
@@ -76,14 +76,14 @@ def _load_builtin():
 
 def _niqe(sr, hr=None, shave=0, convert="y", crop=0):
     """NIQE of the SR image alone; `shave` (the PSNR border convention) is not used: NIQE has its own `crop`."""
-    from metrics import niqe
+    import metrics.niqe as niqe
 
     return niqe.niqe(sr, convert=convert, crop=crop)
 
 
 def _lpips(sr, hr=None, shave=0, net="alex", backbone=None):
     """LPIPS v0.1 on the whole RGB image: `shave` (the PSNR border convention) is not used."""
-    from metrics import lpips
+    import metrics.lpips as lpips
 
     if hr is None:
         raise ValueError("this metric needs a reference image")

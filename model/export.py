@@ -17,10 +17,12 @@ import warnings
 
 import numpy as np
 
+from model.io import ONNX_EXTS, TFLITE_EXTS, TORCH_EXTS
 from utils import UserError, atomic_path, ensure_writable_dir
 
 EXPORT_CHECK_SIZES = ((20, 24), (13, 17))  # two LR sizes every dynamic-size file is checked at, one odd
-FORMATS = {".onnx": "onnx", ".tflite": "tflite", ".pth": "torch", ".safetensors": "torch", "": "tf_saved_model"}
+FORMATS = {**dict.fromkeys(ONNX_EXTS, "onnx"), **dict.fromkeys(TFLITE_EXTS, "tflite"),
+           **dict.fromkeys(TORCH_EXTS, "torch"), "": "tf_saved_model"}
 # largest |exported - Keras| accepted, in grey levels (fp16 keeps about 3 significant digits: 0.125 at 255)
 TOLERANCE = {"onnx": 1.0, "onnx-fp16": 2.0, "tflite": 1.0, "tf_saved_model": 1.0}
 FORMAT_HELP = ("give X.onnx (ONNX), X.tflite (LiteRT), X.pth / X.safetensors (PyTorch) or a folder name without a "

@@ -15,7 +15,10 @@ from utils import UserError
 
 KERAS_EXTS = (".keras",)
 H5_EXTS = (".h5", ".hdf5")
-TORCH_EXTS = (".pth", ".pt", ".safetensors")  # read by model/convert/torch_pickle.py (never unpickling code)
+SAFETENSORS_EXTS = (".safetensors",)
+TORCH_EXTS = (".pth", ".pt") + SAFETENSORS_EXTS  # read by model/convert/torch_pickle.py (never unpickling code)
+ONNX_EXTS = (".onnx",)  # deployment formats model/export.py writes (never read back as models)
+TFLITE_EXTS = (".tflite",)
 MODEL_EXTS = KERAS_EXTS + H5_EXTS + TORCH_EXTS  # every file load_model opens
 CHECKPOINT_EXTS = KERAS_EXTS + H5_EXTS  # what this project's runs write (and a folder search picks up)
 FORMATS = {"keras": KERAS_EXTS, "h5": H5_EXTS, "torch": TORCH_EXTS}

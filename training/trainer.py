@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from model.io import KERAS_EXTS
 from utils import UserError, atomic_path, warn
 
 STATE_FILE = "state.json"
@@ -298,7 +299,7 @@ class Trainer:
             raise UserError(f"cannot save the run state in {self.run_dir}: {e.strerror or e}; the last good state "
                             f"is {_last_good(self.run_dir)}: free space, then train.py --resume {self.run_dir}") from None
         for old in os.listdir(self.run_dir):
-            if old.startswith("resume-") and old != name and (old.endswith(".npz") or old.endswith(".keras")):
+            if old.startswith("resume-") and old != name and old.endswith((".npz",) + KERAS_EXTS):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(self.run_dir, old))
         return name
@@ -521,7 +522,7 @@ def _open_state_file(run_dir, path):
 def _restart_hint(run_dir):
     """What to do when a run's only state file is unusable: its newest epoch checkpoint as a starting point."""
     models = os.path.join(run_dir, "models")
-    names = sorted(n for n in os.listdir(models) if n.endswith(".keras")) if os.path.isdir(models) else []
+    names = sorted(n for n in os.listdir(models) if n.endswith(KERAS_EXTS)) if os.path.isdir(models) else []
     if names:
         return (f"no earlier state is kept; start a new run from its last checkpoint with --pretrained-model "
                 f"{os.path.join(models, names[-1])}")

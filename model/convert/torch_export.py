@@ -6,10 +6,9 @@ import keras
 import numpy as np
 
 from model.convert.basicsr_archs import describe, export_state_dict
-from model.io import TORCH_EXTS, file_format
+from model.io import SAFETENSORS_EXTS, TORCH_EXTS, file_format
 from utils import UserError, atomic_path
 
-SAFETENSORS_EXT = ".safetensors"
 CHECK_SIZE = (13, 17)  # LR size of the read-back check (odd, so x2/x1 RRDBNet's padding is exercised)
 
 
@@ -20,7 +19,7 @@ def write_torch(model, path):
     if file_format(path) != "torch":
         raise UserError(f"{path}: a PyTorch export is written as {', '.join(TORCH_EXTS)}")
     state = export_state_dict(model)
-    if path.lower().endswith(SAFETENSORS_EXT):
+    if path.lower().endswith(SAFETENSORS_EXTS):
         from safetensors.numpy import save_file
 
         with atomic_path(path) as tmp:
@@ -53,6 +52,6 @@ def export_torch(model, path):
     """write_torch, then check_torch_export; one line saying what was written (convert.py export -o X.pth)."""
     write_torch(model, path)
     diff = check_torch_export(model, path)
-    where = "flat" if os.fspath(path).lower().endswith(SAFETENSORS_EXT) else "under params_ema"
+    where = "flat" if os.fspath(path).lower().endswith(SAFETENSORS_EXTS) else "under params_ema"
     return (f"wrote {path}: {describe(model.arch, model.scale, model.params)} in BasicSR's key layout ({where}); "
             f"read back: max |diff| {diff:.4f} grey levels")
