@@ -1,6 +1,7 @@
 # Two entry points on a fresh clone:
 #   make train   set up .venv, build the embedded sample dataset, train a small model, benchmark it, run the demo
-#   make test    set up .venv and run the test suite (what .ci/run runs)
+#   make test    set up .venv (with the reference packages the comparison tests use) and run the test suite
+#                (what .ci/run runs)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ STEPS ?= 50
 # WDSR can start as bicubic interpolation (model/bicubic_init.py): a short CPU run then beats it quickly
 INIT := $(if $(filter wdsr-%,$(PROFILE)),--bicubic-init,)
 
-.PHONY: setup sample train test clean
+.PHONY: setup setup-reference sample train test clean
 
 # the project itself in editable mode (pyproject.toml): tests, benchmarks and tools import it from any folder
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -25,6 +26,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The reference PyTorch packages the comparison tests run against (requirements-reference.txt, never imported by the
+# framework). Optional: without them those tests skip, so a failed install only says so.
+$(VENV)/.reference: $(VENV)/.installed requirements-reference.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-reference.txt && touch $@ || \
+		echo "reference packages not installed: the comparisons with basicsr/realesrgan/spandrel/lpips will skip"
+
+setup-reference: $(VENV)/.reference
 
 $(SAMPLE_BIN)/.done: $(VENV)/.installed convert.py imaging/convert.py imaging/io.py imaging/resize.py
 	$(PY) convert.py sample -o $(SAMPLE)
@@ -44,7 +53,7 @@ train: sample
 	echo && echo "results: run $$run" && echo "  checkpoints  $$run/models" && echo "  benchmark    $$run/bench.json" \
 		"$$run/bench.results.json" && echo "  demo images  $$run/demo" && echo "  tensorboard  $(VENV)/bin/tensorboard --logdir $$run/logs"
 
-test: setup
+test: setup setup-reference
 	$(PY) -m pytest -n 2 tests
 
 clean:
