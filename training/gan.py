@@ -142,7 +142,7 @@ def build_perceptual(config):
 
 
 def make_gan_task(config, generator):
-    """The GANTask of a resolved train.py config (see training/gan_options.py)."""
+    """The GANTask of a resolved train.py config (its options: group "gan" of training/options.py)."""
     from optimizer import make_optimizer
 
     perceptual = build_perceptual(config)
