@@ -71,6 +71,10 @@ def output_path(out, rel, src, suffix="", ext="auto", single=False):
     out_ext = os.path.splitext(out)[1].lower()
     if single and out_ext in (VIDEO_EXTS if is_video(src) else KEPT_EXTS) and not os.path.isdir(out):
         return out
+    if single and out_ext in INPUT_EXTS + KEPT_EXTS and not os.path.isdir(out):  # -o clip.png: not a folder meant
+        want = "a video file (" + " ".join(VIDEO_EXTS) + ")" if is_video(src) else "an image file (" + " ".join(
+            KEPT_EXTS) + ")"
+        raise UserError(f"-o {out}: the output of {os.path.basename(src)} is {want} or a folder")
     if is_video(src):
         new = src_ext
     elif ext == "auto":
