@@ -271,8 +271,9 @@ def test_one_generator_forward_and_d_sees_the_pre_update_sr():
 
 
 def test_first_tensorflow_steps_run_eagerly_and_match_the_graph():
-    """TensorFlow: the first EAGER_STEPS steps run eagerly while the graph is traced beside them; the choice follows
-    the optimizer's iteration count (a resumed run makes the same one), and both ways compute the same step."""
+    """TensorFlow: a GAN task's first eager_first_steps steps run eagerly while the graph is traced beside them; the
+    choice follows the optimizer's iteration count (a resumed run makes the same one), and both ways compute the
+    same step. A pixel task runs in the graph from its first step (make train's numbers do not move)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -307,3 +308,5 @@ def test_first_tensorflow_steps_run_eagerly_and_match_the_graph():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert calls.count(True) == 2  # two eager forwards; the graph traced once (beside them), then ran step 3
     assert step.graph.experimental_get_tracing_count() == 1
+    _, _, default_calls, default_step = run(None)  # PixelTask's own setting
+    assert not hasattr(default_step, "graph") and True not in default_calls

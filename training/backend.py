@@ -6,9 +6,10 @@ and leaves all variables updated in place, so a checkpoint can be written after 
 values to the later ones (`task.phase_losses`'s handoff, e.g. a GAN's SR): they are computed before that
 phase's optimizer update and reach the later phases with the gradient stopped (BasicSR's `output.detach()`).
 
-- TensorFlow: `tf.GradientTape` inside one `tf.function` (XLA with jit_compile=True). The first EAGER_STEPS
-  optimizer steps of a run (by the optimizer's iteration count, so a resumed run makes the same choice) run
-  eagerly while the function is traced on a background thread: the first step no longer waits for the trace.
+- TensorFlow: `tf.GradientTape` inside one `tf.function` (XLA with jit_compile=True). The first
+  `task.eager_first_steps` optimizer steps of a run (a GAN task's 2, a pixel task's none; counted by the
+  optimizer's iterations, so a resumed run makes the same choice) run eagerly while the function is traced on a
+  background thread: the first step no longer waits for the trace.
 - JAX: a pure function of (network values, optimizer values, batch) under `keras.StatelessScope`,
   `jax.value_and_grad(has_aux=True)` per phase (the handoff rides in the aux), `optimizer.stateless_apply`;
   jitted; the state is threaded from phase to phase, then written back to the variables.
@@ -22,20 +23,17 @@ import threading
 
 import keras
 
-# TensorFlow: optimizer steps run eagerly (while the graph is traced beside them). Measured on the full
-# realesrgan-x4 step (docs/aesrgan.md): trace + first graph run ~48 CPU-s, an eager step ~7.5, a graph step ~3.
-EAGER_STEPS = 2
-
-
 def loss_key(task, phase):
     return "loss" if len(task.phases) == 1 else f"{phase}_loss"
 
 
 def make_train_step(task, jit_compile=False, grad_transform=None, eager_steps=None):
-    """eager_steps (TensorFlow): how many first optimizer steps run eagerly (None: EAGER_STEPS)."""
+    """eager_steps (TensorFlow): how many first optimizer steps run eagerly (None: the task's eager_first_steps)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_step(task, jit_compile, grad_transform, EAGER_STEPS if eager_steps is None else eager_steps)
+        if eager_steps is None:
+            eager_steps = getattr(task, "eager_first_steps", 0)
+        return _tensorflow_step(task, jit_compile, grad_transform, eager_steps)
     if backend == "jax":
         return _jax_step(task, jit_compile, grad_transform)
     if backend == "torch":

@@ -34,6 +34,8 @@ class GANTask(Task):
     The weights' defaults are the option schema's (--pixel-weight 1, --perceptual-weight 0, --gan-weight 0.1,
     --usm-target off); the profiles set BasicSR's (tests/test_gan.py checks both)."""
 
+    eager_first_steps = 2  # its first steps do not wait for the long trace of G + D + VGG19 (training/backend.py)
+
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer=None, perceptual=None,
                  pixel_weight=1.0, perceptual_weight=0.0, gan_weight=0.1, usm_target=False, ema_decay=None):
         networks, optimizers = {"generator": generator}, {"generator": g_optimizer}

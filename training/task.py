@@ -23,6 +23,10 @@ class Task:
     """
 
     primary = "generator"
+    # TensorFlow: optimizer steps run eagerly at the start of a run while the graph is traced beside them
+    # (training/backend.py). Worth it where the trace is long (a GAN step: ~48 CPU-s, docs/aesrgan.md); a pixel
+    # step traces in seconds and stays in the graph from step 1, so its numbers do not move.
+    eager_first_steps = 0
 
     def __init__(self, networks, optimizers, phases=None, ema=None):
         self.networks = dict(networks)
