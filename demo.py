@@ -16,6 +16,7 @@ Every file is written under a temporary name and renamed when complete. Unreadab
 line each and skipped; the run then ends with exit status 2. See docs/inference.md.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -147,6 +148,9 @@ def main(argv=None):
     todo = {p: o for p, o in outputs.items() if not (args.skip_existing and os.path.exists(o))}
     if len(todo) < len(outputs):
         print(f"{len(outputs) - len(todo)} input(s) skipped: output exists (--skip-existing)")
+    for path in [p for p in todo if not single and upscale.unreadable(p)]:
+        print(f"error: {path}: not a readable image (empty, corrupt or another format); skipped", file=sys.stderr)
+        skipped.append(path) or todo.pop(path)
     if not todo:
         return 2 if skipped else 0
     lone = None  # a lone image is read, every video probed, before the model loads: a bad one is one line, no -o
@@ -160,6 +164,7 @@ def main(argv=None):
 
     model = upscale.load_sr_model(args.model, args.profile, args.scale, args.precision)
     scale = inference.resolve_scale(model)
+    created = not os.path.exists(out_dir)
     utils.ensure_writable_dir(out_dir)
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
     loss_mode = args.loss_mode or upscale.checkpoint_loss_mode(model, args.model)
@@ -179,9 +184,13 @@ def main(argv=None):
     done = len(todo) - len(failed) + len(skipped)  # failed holds the skipped (never in todo) too
     where = next(iter(todo.values())) if single else args.output
     print(f"{done} input(s) super-resolved x{args.outscale or scale:g} into {where}")
+    if failed and done == 0 and created:  # every input unreadable: leave no empty -o behind
+        with contextlib.suppress(OSError):
+            os.rmdir(out_dir)
     if failed:
-        names = ", ".join(os.path.basename(p) for p in failed)
-        print(f"error: {len(failed)} unreadable or unsupported input(s) skipped: {names}", file=sys.stderr)
+        if done:  # else the one line per input said it all
+            names = ", ".join(os.path.basename(p) for p in failed)
+            print(f"error: {len(failed)} unreadable or unsupported input(s) skipped: {names}", file=sys.stderr)
         return 2
     return 0
 

@@ -287,6 +287,26 @@ def save_npy(path, array):
         np.save(tmp, np.asarray(array, np.float32))
 
 
+def unreadable(path):
+    """True for an image file whose header Pillow cannot read (empty, text, another format), found before the
+    model loads; videos and arrays are checked where they are read."""
+    if is_video(path) or path.lower().endswith(".npy"):
+        return False
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path):
+                return False
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return True
+    except Image.DecompressionBombError:  # readable; read_image says what it costs
+        return False
+
+
 def read_input(path, keep_grey=False):
     """THE reader with what demo keeps: alpha, 16-bit samples, and (keep_grey) one channel for grey input."""
     return read_image(path, keep_grey=keep_grey, keep_alpha=True, keep_depth=True)

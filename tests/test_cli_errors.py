@@ -292,6 +292,8 @@ ROWS = [
     ("demo truncated .keras", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{truncated_keras}"], "truncated"),
     ("demo directory named .keras", "demo", ["-i", "{images}", "-o", "{out}/demo", "-m", "{dir_keras}"], "folder"),
     ("demo zero-byte image", "demo", ["-i", "{zero_png}", "-o", "{out}/demo", "-m", "{x4}"], "zero.png"),
+    ("demo folder of one zero-byte image", "demo", ["-i", "{zero_dir}", "-o", "{out}/demo", "-m", "{x4}"],
+     "zero.png"),
     ("demo not a video", "demo", ["-i", "{not_video}", "-o", "{out}/v.mp4", "-m", "{x4}"], "not_a_video.mp4"),
     ("demo not a video into a folder", "demo", ["-i", "{not_video}", "-o", "{out}/demo", "-m", "{x4}"],
      "not_a_video.mp4"),
