@@ -24,7 +24,7 @@ import os
 import sys
 
 from evaluation import benchmark, checkpoints, reports, scorer
-from evaluation.inference import TILE_OVERLAP_CAP
+from evaluation.inference import TILE_OVERLAP_CAP, check_tile_options
 from imaging.files import check_folder
 from utils import ArgumentParser, UserError, parse_id_range, run_cli
 
@@ -101,12 +101,7 @@ def _validate(args):
     for option, value in (("--shave", args.shave), ("--niqe-crop", args.niqe_crop)):
         if value is not None and value < 0:
             raise UserError(f"{option} {value} is negative; give the border width in pixels (>= 0)")
-    if args.tile is not None and args.tile < 1:
-        raise UserError(f"--tile {args.tile} must be a positive tile size in LR pixels")
-    if args.tile_overlap is not None and args.tile_overlap < 0:
-        raise UserError(f"--tile-overlap {args.tile_overlap} is negative; give LR pixels of context (>= 0)")
-    if args.tile is not None and args.tile_overlap is not None and args.tile <= 2 * args.tile_overlap:
-        raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
+    check_tile_options(args.tile, args.tile_overlap)
     scorer.check_metrics(args.metrics or [])  # unknown names: one line listing the registered ones
     if "lpips" in (args.metrics or []):  # the backbone file is read (and checked) once, here
         from metrics.lpips import get_lpips

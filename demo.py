@@ -78,14 +78,7 @@ def check_args(args):
         raise UserError(f"--suffix {args.suffix!r} is a path; give a name ending such as _x4 (outputs stay in -o)")
     if args.hr is not None:
         check_folder(args.hr, "HR", "pass a folder of HR images with --hr")
-    if args.tile is not None and args.tile < 1:
-        raise UserError(f"--tile must be a positive number of LR pixels (got {args.tile}); e.g. --tile 256")
-    if args.tile_overlap is not None and args.tile_overlap < 0:
-        raise UserError(f"--tile-overlap must be 0 or more LR pixels (got {args.tile_overlap})")
-    if args.tile is not None and args.tile_overlap is not None and args.tile <= 2 * args.tile_overlap:
-        raise UserError(f"--tile ({args.tile}) must be larger than twice --tile-overlap ({args.tile_overlap})")
-    if args.tile_batch < 1:
-        raise UserError(f"--tile-batch must be 1 or more (got {args.tile_batch})")
+    inference.check_tile_options(args.tile, args.tile_overlap, args.tile_batch)
     if args.outscale is not None and not 0 < args.outscale <= 64:
         raise UserError(f"--outscale must be a number above 0 and at most 64 (got {args.outscale}), "
                         "e.g. --outscale 3.5")

@@ -407,6 +407,18 @@ def bucket_margin(model):
 TILE_OVERLAP_CAP = 64
 
 
+def check_tile_options(tile=None, tile_overlap=None, tile_batch=None):
+    """UserError naming the option when --tile / --tile-overlap / --tile-batch cannot work (bench and demo)."""
+    if tile is not None and tile < 1:
+        raise UserError(f"--tile {tile} must be a positive tile size in LR pixels, e.g. --tile 256")
+    if tile_overlap is not None and tile_overlap < 0:
+        raise UserError(f"--tile-overlap {tile_overlap} is negative; give LR pixels of context (>= 0)")
+    if tile is not None and tile_overlap is not None and tile <= 2 * tile_overlap:
+        raise UserError(f"--tile ({tile}) must be larger than twice --tile-overlap ({tile_overlap})")
+    if tile_batch is not None and tile_batch < 1:
+        raise UserError(f"--tile-batch must be 1 or more (got {tile_batch})")
+
+
 def default_tile_overlap(model):
     """Tile overlap covering the model's receptive field (`bucket_margin`), capped at TILE_OVERLAP_CAP."""
     margin = bucket_margin(model)

@@ -1,24 +1,17 @@
 """The project's Real-ESRGAN / Real-ESRNet training step against the reference code (realesrgan 0.3.0 /
-basicsr 1.4.2 `RealESRGANModel.optimize_parameters` / `RealESRNetModel`), through benchmarks/reference_step.py
+basicsr 1.4.2 `RealESRGANModel.optimize_parameters` / `RealESRNetModel`), through testing/reference_step.py
 with reduced nets: same G, UNet-SN D, VGG19 and paired batches (train.py's loader on a one-image dataset), 3
 steps. Skipped without the reference packages (requirements-reference.txt)."""
-import os
-import sys
-
 import pytest
 
-from conftest import ROOT
 from testing.reference import require_reference
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     require_reference("realesrgan.models.realesrgan_model")
-    sys.path.insert(0, os.path.join(str(ROOT), "benchmarks"))
-    try:
-        import reference_step
-    finally:
-        sys.path.remove(os.path.join(str(ROOT), "benchmarks"))
+    from testing import reference_step
+
     # the GAN recipe also through train.py on the command line (the run a user makes)
     return reference_step.run(small=True, lr_size=16, steps=3, cli=("realesrgan",), threads=1,
                               workdir=str(tmp_path_factory.mktemp("reference_step")))
