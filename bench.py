@@ -25,7 +25,7 @@ import sys
 
 from evaluation import benchmark, checkpoints, reports, scorer
 from evaluation.inference import TILE_OVERLAP_CAP, check_tile_options
-from imaging.files import check_folder
+from imaging.files import check_folder, check_output_file
 from utils import ArgumentParser, UserError, parse_id_range, run_cli
 
 
@@ -107,15 +107,15 @@ def _validate(args):
         from metrics.lpips import get_lpips
 
         get_lpips(args.lpips_net, args.lpips_backbone)
-    reports.check_output_file(args.outfile, "-o")
-    reports.check_output_file(args.results_path, "--results")
+    check_output_file(args.outfile, "-o")
+    check_output_file(args.results_path, "--results")
     for option, path in (("-o", args.outfile), ("--results", args.results_path)):
         if not path.lower().endswith(".json"):  # never a model or an image by mistake (-o model.keras)
             raise UserError(f"{option} {path}: bench writes JSON there; give a file name ending in .json")
     if os.path.abspath(args.outfile) == os.path.abspath(args.results_path):
         raise UserError(f"-o and --results are both {args.outfile}; give --results another file")
     if args.plot:
-        reports.check_output_file(args.plot, "--plot")
+        check_output_file(args.plot, "--plot")
     if args.plots:
         reports.check_output_dir(args.plots, "--plots")
 

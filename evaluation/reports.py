@@ -1,9 +1,9 @@
 """Reports of evaluation rows: the Markdown table, the "Best ..." line, the JSON files and the PSNR-per-epoch plot."""
 import json
 import os
-import tempfile
 
 from evaluation.scorer import FIDELITY
+from imaging.files import check_writable_parent
 from utils import UserError, atomic_path
 
 METRIC_NOTE = ("psnr/ssim from metrics/fidelity.py: SR rounded to uint8; Y = MATLAB rgb2ycbcr luma (not rounded); "
@@ -136,30 +136,8 @@ def plot_epochs(path, rows):
     plt.close(fig)
 
 
-def check_output_file(path, option):
-    """UserError unless `path` can be written as a file (checked before any work; nothing is created)."""
-    if os.path.isdir(path):
-        raise UserError(f"{option} {path} is a directory; give a file name, e.g. {os.path.join(path, 'bench.json')}")
-    _check_writable_parent(os.path.dirname(os.path.abspath(path)), option, path)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UserError(f"{option} {path} is not writable; choose another file")
-
-
 def check_output_dir(path, option):
+    """UserError unless `path` can be made as a folder of plots (checked before any work; nothing is created)."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{option} {path} is a file, not a directory; give a directory for the plots")
-    _check_writable_parent(os.path.abspath(path), option, path)
-
-
-def _check_writable_parent(directory, option, path):
-    """The nearest existing ancestor of `directory` must be a writable directory (atomic_path creates the rest)."""
-    d = directory
-    while not os.path.exists(d):
-        d = os.path.dirname(d)
-    if not os.path.isdir(d):
-        raise UserError(f"{option} {path}: {d} is a file, not a directory")
-    try:  # a real probe: permission bits alone do not tell (root, read-only mounts, /proc)
-        with tempfile.TemporaryFile(dir=d):
-            pass
-    except OSError as e:
-        raise UserError(f"{option} {path}: cannot write to {d} ({e.strerror}); choose a writable location") from None
+    check_writable_parent(os.path.abspath(path), option, path)

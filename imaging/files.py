@@ -88,17 +88,22 @@ def check_output_file(path, option="-o"):
     existing folder above it is writable (utils.atomic_path makes the missing folders when it writes)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise UserError(f"{option} {path} is a folder; give a file name")
-    d = os.path.dirname(os.path.abspath(path))
+        raise UserError(f"{option} {path} is a directory; give a file name")
+    check_writable_parent(os.path.dirname(os.path.abspath(path)), option, path)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UserError(f"{option} {path} is not writable; choose another file")
+    return path
+
+
+def check_writable_parent(directory, option, path):
+    """The nearest existing folder at or above `directory` must be writable (atomic writes make the rest)."""
+    d = directory
     while not os.path.exists(d):
         d = os.path.dirname(d)
     if not os.path.isdir(d):
-        raise UserError(f"{option} {path}: {d} is a file, not a folder")
+        raise UserError(f"{option} {path}: {d} is a file, not a directory")
     try:  # a real probe: permissions alone do not tell (root, read-only mounts, /proc)
         with tempfile.TemporaryFile(dir=d):
             pass
     except OSError as e:
         raise UserError(f"{option} {path}: cannot write to {d} ({e.strerror}); choose a writable location") from None
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UserError(f"{option} {path} is not writable; choose another file")
-    return path
