@@ -12,7 +12,7 @@ from conftest import smooth_image
 
 def _image_pairs(request, crop, count):
     """(name, img0, img1): `count` Set5 HR images (../shared; else synthetic photo-like ones) cropped to `crop`,
-    each against its x4 bicubic round trip and against a noisy copy. Crops keep the comparison fast."""
+    each against its x4 bicubic round trip and against a noisy copy (noise of 5, 25 or 60 grey levels). Crops keep the comparison fast."""
     from imaging.io import read_image
     from imaging.resize import imresize
 
@@ -24,11 +24,12 @@ def _image_pairs(request, crop, count):
         images = {f"synthetic{k}": smooth_image(rng, 96 + 8 * k, 128 - 8 * k) for k in range(3)}
     rng = np.random.default_rng(1)
     pairs = []
-    for name, hr in list(images.items())[:count]:
+    for k, (name, hr) in enumerate(list(images.items())[:count]):
         hr = hr[:crop[0], :crop[1]]
         hr = hr[:hr.shape[0] // 4 * 4, :hr.shape[1] // 4 * 4]
         bicubic = imresize(imresize(hr, 0.25), 4)
-        noisy = np.clip(hr + rng.normal(0, 25, hr.shape), 0, 255).astype(np.uint8)
+        sigma = (5, 25, 60)[k % 3]  # noise of several strengths: distances that really differ
+        noisy = np.clip(hr + rng.normal(0, sigma, hr.shape), 0, 255).astype(np.uint8)
         pairs += [(f"{name}/bicubic", bicubic, hr), (f"{name}/noise", noisy, hr)]
     return pairs
 
