@@ -43,10 +43,6 @@ class PReLU:
     layer: str
 
 
-def _shuffled(num_channels, factors):
-    return [(num_channels, f) for f in factors]
-
-
 def _rrdbnet(scale, num_filters=64, num_res_blocks=23, **_):
     table = [Conv("conv_first", f"conv_first_scale_{scale}", unshuffle=UNSHUFFLE[scale])]
     for n in range(num_res_blocks):

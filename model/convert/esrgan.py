@@ -123,17 +123,6 @@ def check_shapes(state_dict, config, source="state dict"):
                         "absent); the file is another RRDBNet size or not a complete state dict")
 
 
-def layer_name(key, scale):
-    """Keras layer name of a canonical key's conv (model/rrdbnet.py names)."""
-    conv = key.rsplit(".", 1)[0]
-    if conv == "conv_first":
-        return f"conv_first_scale_{scale}"
-    m = re.fullmatch(r"body\.(\d+)\.rdb([123])\.conv([1-5])", conv)
-    if m:
-        return f"body_{m.group(1)}_rdb{m.group(2)}_conv{m.group(3)}"
-    return conv
-
-
 def load_rrdbnet_state_dict(model, state_dict, source="state dict"):
     """Copy a PyTorch RRDBNet state dict (any supported key naming) into a built Keras RRDBNet.
 
